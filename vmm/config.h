@@ -1,0 +1,32 @@
+/*
+ * config.h - a VM's configuration: plain data, no fds, no pointers into other
+ * objects. It is what a checkpoint stores so that a restore needs nothing
+ * else, so every field is serialisable (config_encode/config_decode).
+ */
+#ifndef RW_VMM_CONFIG_H
+#define RW_VMM_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+
+#define RW_MAX_CPUS 64
+#define RW_PATH_MAX 4096
+
+enum vm_entry { VM_ENTRY_KERNEL = 0, VM_ENTRY_USER = 1 };
+
+struct vm_config {
+	uint64_t mem_size;        /* bytes */
+	unsigned ncpus;           /* 1..RW_MAX_CPUS */
+	enum vm_entry entry;
+	char kernel[RW_PATH_MAX]; /* guest image path */
+	char args[4096];          /* string handed to the guest program */
+	char serial_out[RW_PATH_MAX]; /* "" = stdout, else a file path */
+	bool serial_in;           /* feed stdin to the UART */
+};
+
+/* Defaults: 64 MiB, 1 vCPU, kernel entry, console on stdout, stdin on. */
+void config_init(struct vm_config *cfg);
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * vcpu.h - one vCPU: its fd, its kvm_run page and its thread.
+ */
+#ifndef RW_VMM_VCPU_H
+#define RW_VMM_VCPU_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned index;         /* also the APIC id */
+	int fd;
+	struct kvm_run *run;    /* mmap'ed, vm->kvm.run_size bytes */
+	pthread_t thread;
+	bool thread_started;
+	bool parked;            /* counted in vm->parked */
+	bool finished;
+	uint64_t exits;         /* KVM_RUN returns, for statistics */
+};
+
+/* Create vCPU index (KVM_CREATE_VCPU, mmap run, CPUID). */
+int vcpu_create(struct vm *vm, unsigned index, struct vcpu **out) RW_MUST_CHECK;
+void vcpu_destroy(struct vcpu *vcpu);
+int vcpu_start_thread(struct vcpu *vcpu) RW_MUST_CHECK;
+
+/*
+ * Registers of a vCPU whose thread is in an exit handler (the calling
+ * thread) or parked. Uses the kvm_run sync area when KVM offers it.
+ */
+int vcpu_get_regs(struct vcpu *vcpu, struct kvm_regs *regs) RW_MUST_CHECK;
+int vcpu_set_regs(struct vcpu *vcpu, const struct kvm_regs *regs) RW_MUST_CHECK;
+
+/* One line describing the vCPU's registers, for fatal-exit reports. */
+void vcpu_describe(struct vcpu *vcpu, char *buf, unsigned len);
+
+/* Human name of a KVM exit reason ("KVM_EXIT_SHUTDOWN"). */
+const char *vcpu_exit_name(uint32_t reason);
+
+#endif
