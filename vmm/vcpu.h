@@ -6,12 +6,24 @@
 
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "err.h"
 
 struct vm;
+struct vcpu;
+
+/* Signal that gets a vCPU thread out of KVM_RUN (with run->immediate_exit). */
+#define VCPU_KICK_SIGNAL (SIGRTMIN)
+
+/*
+ * Work an exit handler asks to run once the exit's I/O has completed: the
+ * vCPU's registers are then consistent (RIP past the instruction, a load's
+ * value in its register), so the work may save or change vCPU state.
+ */
+typedef void (*vcpu_deferred_fn)(struct vcpu *vcpu, void *opaque);
 
 struct vcpu {
 	struct vm *vm;
@@ -23,7 +35,12 @@ struct vcpu {
 	bool parked;            /* counted in vm->parked */
 	bool finished;
 	uint64_t exits;         /* KVM_RUN returns, for statistics */
+	vcpu_deferred_fn deferred;
+	void *deferred_opaque;
 };
+
+/* From an exit handler on vcpu's own thread: run fn after the exit completes. */
+void vcpu_defer(struct vcpu *vcpu, vcpu_deferred_fn fn, void *opaque);
 
 /* Create vCPU index (KVM_CREATE_VCPU, mmap run, CPUID). */
 int vcpu_create(struct vm *vm, unsigned index, struct vcpu **out) RW_MUST_CHECK;

@@ -126,6 +126,12 @@ int vm_create(const struct vm_config *cfg, struct vm **out) RW_MUST_CHECK;
 /* Stop (if running), join threads, destroy devices, free everything. */
 void vm_destroy(struct vm *vm);
 
+/*
+ * Load cfg.kernel (boot_load) and put every vCPU in its entry state. Errors
+ * are boot_load()'s, already logged.
+ */
+int vm_boot(struct vm *vm) RW_MUST_CHECK;
+
 /* Start the event thread and the vCPU threads. Returns 0 or -errno. */
 int vm_start(struct vm *vm) RW_MUST_CHECK;
 

@@ -1,0 +1,43 @@
+/*
+ * bench.h - helpers shared by rewind-bench subcommands.
+ *
+ * Every result is one JSON line on stdout ({"bench":"<name>", ...}), each
+ * figure printed beside the physical floor it is compared to, measured in
+ * the same run, so that ratios survive noisy machines. Progress and
+ * diagnostics go to stderr.
+ */
+#ifndef RW_BENCH_BENCH_H
+#define RW_BENCH_BENCH_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+/* Print obj as one compact JSON line on stdout and free it. */
+void bench_emit(json_t *obj);
+
+/* Round to 3 decimals for stable, readable output. */
+double bench_round(double v);
+
+/* Median of n doubles (sorts the array). */
+double bench_median(double *v, size_t n);
+
+/* Nanoseconds per 4 KiB page copy (memcpy of npages distinct pages). */
+double bench_memcpy_ns_per_page(size_t npages, unsigned reps);
+
+/* Nanoseconds per XXH3-128 of a 4 KiB page. */
+double bench_xxh3_ns_per_page(size_t npages, unsigned reps);
+
+/*
+ * Nanoseconds per raw LMDB put of a 4 KiB value (random 16-byte keys, one
+ * write transaction for npages puts, committed durably), in a fresh
+ * environment under dir.
+ */
+double bench_lmdb_put_ns(const char *dir, size_t npages);
+
+/* Subcommands. */
+int bench_floor_main(int argc, char **argv);
+
+#endif

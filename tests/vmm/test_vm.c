@@ -1,0 +1,262 @@
+/*
+ * The VM core through its C API: pause/resume barrier, SMP, many VMs, two
+ * VMs at once, and fatal guest exits reported with vCPU, RIP and reason.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "board.h"
+#include "rw/abi.h"
+#include "testutil.h"
+#include "util.h"
+#include "vcpu.h"
+#include "vm.h"
+
+/* Build and boot a VM whose console goes to console_path. */
+static struct vm *make_vm(const char *guest, unsigned cpus, const char *args, const char *console_path,
+			  enum vm_entry entry)
+{
+	struct vm_config cfg;
+	struct vm *vm = NULL;
+
+	config_init(&cfg);
+	cfg.ncpus = cpus;
+	cfg.mem_size = 64 * MiB;
+	cfg.serial_in = false;
+	cfg.entry = entry;
+	snprintf(cfg.kernel, sizeof(cfg.kernel), "%s", rw_test_guest(guest));
+	if (args)
+		snprintf(cfg.args, sizeof(cfg.args), "%s", args);
+	if (console_path)
+		snprintf(cfg.serial_out, sizeof(cfg.serial_out), "%s", console_path);
+	cr_assert_eq(vm_create(&cfg, &vm), 0);
+	cr_assert_eq(board_build(vm), 0);
+	cr_assert_eq(vm_boot(vm), 0);
+	return vm;
+}
+
+static char *slurp(const char *path)
+{
+	static __thread char buf[65536];
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+
+	cr_assert_geq(fd, 0, "open %s", path);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	cr_assert_geq(n, 0);
+	buf[n] = 0;
+	return buf;
+}
+
+static unsigned long long counter_checksum(const char *out)
+{
+	const char *p = strstr(out, "checksum=0x");
+	cr_assert_not_null(p, "no checksum in: %s", out);
+	return strtoull(p + 11, NULL, 16);
+}
+
+static unsigned count_fds(void)
+{
+	unsigned n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	while ((e = readdir(d)))
+		n++;
+	closedir(d);
+	return n;
+}
+
+Test(vm, counter_same_checksum_with_100_pauses, .timeout = 300)
+{
+	rw_test_require_kvm();
+	char *dir = rw_test_tmpdir("pause");
+	char p1[4200], p2[4200];
+	struct vm_stop_info st;
+	snprintf(p1, sizeof(p1), "%s/straight.txt", dir);
+	snprintf(p2, sizeof(p2), "%s/paused.txt", dir);
+
+	struct vm *vm = make_vm("counter", 1, NULL, p1, VM_ENTRY_KERNEL);
+	uint64_t t0 = rw_now_ns();
+	cr_assert_eq(vm_start(vm), 0);
+	vm_wait(vm, &st);
+	uint64_t straight_ns = rw_now_ns() - t0;
+	vm_destroy(vm);
+	cr_assert_eq(st.reason, VM_STOP_EXIT, "%s", st.msg);
+	cr_assert_eq(st.exit_code, 0);
+	unsigned long long x = counter_checksum(slurp(p1));
+
+	/* spread 100 pauses over the first ~80% of the straight run */
+	vm = make_vm("counter", 1, NULL, p2, VM_ENTRY_KERNEL);
+	cr_assert_eq(vm_start(vm), 0);
+	unsigned done = 0;
+	for (; done < 100 && !vm_stopped(vm); done++) {
+		usleep((useconds_t)(straight_ns / 1000 * 8 / 10 / 100));
+		cr_assert_eq(vm_pause(vm), 0);
+		/* while paused, no vCPU may be in KVM_RUN: all are accounted for */
+		cr_assert_eq(vm->parked, vm->ncpus);
+		vm_resume(vm);
+	}
+	vm_wait(vm, &st);
+	vm_destroy(vm);
+	cr_assert_geq(done, 90, "the guest finished after only %u pauses", done);
+	cr_assert_eq(st.reason, VM_STOP_EXIT, "%s", st.msg);
+	cr_assert_eq(counter_checksum(slurp(p2)), x);
+}
+
+Test(vm, smp_reports_every_apic_id, .timeout = 120)
+{
+	rw_test_require_kvm();
+	char *dir = rw_test_tmpdir("smp");
+	char path[4200], want[64];
+	struct vm_stop_info st;
+	snprintf(path, sizeof(path), "%s/smp.txt", dir);
+
+	struct vm *vm = make_vm("smp", 4, NULL, path, VM_ENTRY_KERNEL);
+	cr_assert_eq(vm_start(vm), 0);
+	vm_wait(vm, &st);
+	vm_destroy(vm);
+	cr_assert_eq(st.reason, VM_STOP_EXIT, "%s", st.msg);
+	cr_assert_eq(st.exit_code, 0);
+	char *out = slurp(path);
+	for (unsigned i = 0; i < 4; i++) {
+		snprintf(want, sizeof(want), "cpu %u apic %u\n", i, i);
+		cr_assert(strstr(out, want) != NULL, "missing '%s' in:\n%s", want, out);
+	}
+}
+
+Test(vm, create_destroy_200_leaks_nothing, .timeout = 300)
+{
+	rw_test_require_kvm();
+	struct vm_config cfg;
+	struct vm *vm;
+
+	config_init(&cfg);
+	cfg.mem_size = 16 * MiB;
+	cfg.ncpus = 2;
+	/* warm up: the first VM allocates process-wide things (signal handler) */
+	cr_assert_eq(vm_create(&cfg, &vm), 0);
+	vm_destroy(vm);
+	unsigned fds = count_fds();
+	struct mallinfo2 m0 = mallinfo2();
+	for (int i = 0; i < 200; i++) {
+		cr_assert_eq(vm_create(&cfg, &vm), 0, "VM %d", i);
+		cr_assert_eq(board_build(vm), 0);
+		vm_destroy(vm);
+	}
+	struct mallinfo2 m1 = mallinfo2();
+	cr_assert_eq(count_fds(), fds, "file descriptors leaked");
+	cr_assert_lt(m1.uordblks, m0.uordblks + 64 * 1024, "heap grew by %zu bytes over 200 VMs",
+		     m1.uordblks - m0.uordblks);
+}
+
+struct runner {
+	const char *guest;
+	char path[4200];
+	struct vm_stop_info st;
+};
+
+static void *run_one(void *arg)
+{
+	struct runner *r = arg;
+	struct vm *vm = make_vm(r->guest, 1, NULL, r->path, VM_ENTRY_KERNEL);
+
+	if (vm_start(vm) == 0)
+		vm_wait(vm, &r->st);
+	vm_destroy(vm);
+	return NULL;
+}
+
+Test(vm, two_vms_at_once, .timeout = 300)
+{
+	rw_test_require_kvm();
+	char *dir = rw_test_tmpdir("two");
+	struct runner a = { .guest = "counter" }, b = { .guest = "counter" }, c = { .guest = "counter" };
+	pthread_t ta, tb;
+
+	snprintf(a.path, sizeof(a.path), "%s/a.txt", dir);
+	snprintf(b.path, sizeof(b.path), "%s/b.txt", dir);
+	snprintf(c.path, sizeof(c.path), "%s/c.txt", dir);
+	run_one(&c); /* reference, alone */
+	cr_assert_eq(pthread_create(&ta, NULL, run_one, &a), 0);
+	cr_assert_eq(pthread_create(&tb, NULL, run_one, &b), 0);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	cr_assert_eq(a.st.reason, VM_STOP_EXIT, "%s", a.st.msg);
+	cr_assert_eq(b.st.reason, VM_STOP_EXIT, "%s", b.st.msg);
+	unsigned long long x = counter_checksum(slurp(c.path));
+	cr_assert_eq(counter_checksum(slurp(a.path)), x);
+	cr_assert_eq(counter_checksum(slurp(b.path)), x);
+}
+
+/*
+ * Replace the program with code that kills the vCPU and check the VM stops
+ * with a report naming the vCPU, RIP and exit reason instead of hanging.
+ */
+static struct vm_stop_info run_blob(enum vm_entry entry, const uint8_t *code, size_t len, bool no_idt)
+{
+	struct vm *vm = make_vm("hello", 1, NULL, "/dev/null", entry);
+	struct vcpu *v = vm->vcpus[0];
+	struct kvm_regs regs;
+	struct vm_stop_info st;
+	uint64_t at = vm->image.free_start;
+
+	cr_assert_eq(mem_write(&vm->mem, at, code, len), 0);
+	cr_assert_eq(vcpu_get_regs(v, &regs), 0);
+	regs.rip = at;
+	cr_assert_eq(vcpu_set_regs(v, &regs), 0);
+	if (no_idt) {
+		struct kvm_sregs s;
+		cr_assert_eq(ioctl(v->fd, KVM_GET_SREGS, &s), 0);
+		s.idt.limit = 0;
+		cr_assert_eq(ioctl(v->fd, KVM_SET_SREGS, &s), 0);
+	}
+	cr_assert_eq(vm_start(vm), 0);
+	/* on a KVM that runs the code fine it loops: stop it after 10 s */
+	for (int i = 0; i < 1000 && !vm_stopped(vm); i++)
+		usleep(10000);
+	if (!vm_stopped(vm)) {
+		struct vm_stop_info why = { .reason = VM_STOP_REQUEST };
+		vm_request_stop(vm, &why);
+	}
+	vm_wait(vm, &st);
+	vm_destroy(vm);
+	return st;
+}
+
+Test(vm, triple_fault_is_reported, .timeout = 60)
+{
+	rw_test_require_kvm();
+	static const uint8_t ud2[] = { 0x0f, 0x0b };
+	struct vm_stop_info st = run_blob(VM_ENTRY_USER, ud2, sizeof(ud2), true);
+	char rip[64];
+
+	cr_assert_eq(st.reason, VM_STOP_FATAL, "%s", st.msg);
+	cr_assert(strstr(st.msg, "vCPU 0") && strstr(st.msg, "triple fault") &&
+		  strstr(st.msg, "KVM_EXIT_SHUTDOWN"), "%s", st.msg);
+	snprintf(rip, sizeof(rip), "RIP 0x");
+	cr_assert(strstr(st.msg, rip), "%s", st.msg);
+}
+
+Test(vm, cpl0_emulation_failure_is_reported, .timeout = 60)
+{
+	rw_test_require_kvm();
+	/* movd %eax, %xmm0 at CPL0: the platform's emulator may not have it */
+	static const uint8_t sse[] = { 0x66, 0x0f, 0x6e, 0xc0, 0xeb, 0xfe };
+	struct vm_stop_info st = run_blob(VM_ENTRY_KERNEL, sse, sizeof(sse), false);
+
+	if (st.reason == VM_STOP_REQUEST)
+		cr_skip_test("this KVM emulates SSE at CPL0; nothing to report");
+	cr_assert_eq(st.reason, VM_STOP_FATAL, "%s", st.msg);
+	cr_assert(strstr(st.msg, "vCPU 0") && strstr(st.msg, "KVM_EXIT_INTERNAL_ERROR") &&
+		  strstr(st.msg, "RIP 0x"), "%s", st.msg);
+}
