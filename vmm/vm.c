@@ -17,6 +17,7 @@
 #include "rw/abi.h"
 #include "util.h"
 #include "vcpu.h"
+#include "vcpu_state.h"
 
 /* KVM's x86 private pages (real-mode TSS, EPT identity map) sit in the hole. */
 #define KVM_TSS_GPA 0xfffbd000ULL
@@ -108,6 +109,11 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 			goto fail_vcpus;
 		}
 		vm->ncpus++;
+	}
+	ret = vcpu_state_probe(vm);
+	if (ret) {
+		rw_error("probing the vCPU state KVM can save: %s", rw_strerror(ret));
+		goto fail_vcpus;
 	}
 	ret = hypercall_init(vm);
 	if (ret)

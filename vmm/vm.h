@@ -97,6 +97,12 @@ struct vm {
 	struct boot_image image;
 	struct vm_hooks hooks;
 
+	/* machine-state shape, probed once (vcpu_state.c) */
+	uint32_t xsave_size;
+	bool sregs2;
+	uint32_t nr_msrs;
+	uint32_t msr_index[256];
+
 	/* run state, under lock */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;

@@ -1,0 +1,65 @@
+/*
+ * vcpu_state.h - the complete architectural state of a vCPU and of the
+ * platform (PICs, IOAPIC, PIT, KVM clock), captured from KVM and put back.
+ *
+ * These are in-memory images of what KVM reports: the fast-reset path keeps
+ * them as they are, and ckpt/ serialises them field by field into records.
+ * Capture and apply require the vCPU to be outside KVM_RUN (its own thread
+ * in an exit handler, or parked by the pause barrier).
+ */
+#ifndef RW_VMM_VCPU_STATE_H
+#define RW_VMM_VCPU_STATE_H
+
+#include <linux/kvm.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct vm;
+struct vcpu;
+
+#define VCPU_MAX_MSRS 256
+#define VCPU_XSAVE_MAX (64 * 1024)
+
+struct vcpu_state {
+	struct kvm_mp_state mp;
+	struct kvm_regs regs;
+	struct kvm_sregs2 sregs;      /* from KVM_GET_SREGS2, or converted */
+	struct kvm_xcrs xcrs;
+	struct kvm_debugregs dregs;
+	struct kvm_lapic_state lapic;
+	struct kvm_vcpu_events events;
+	/* laid out as struct kvm_msrs, so it is passed to KVM_[GS]ET_MSRS as is */
+	uint32_t nr_msrs;
+	uint32_t msrs_pad;
+	struct kvm_msr_entry msrs[VCPU_MAX_MSRS]; /* TSC first, TSC_DEADLINE last */
+	uint32_t xsave_size;          /* bytes used in xsave */
+	uint8_t xsave[VCPU_XSAVE_MAX] __attribute__((aligned(64)));
+};
+
+struct platform_state {
+	struct kvm_irqchip pic_master;
+	struct kvm_irqchip pic_slave;
+	struct kvm_irqchip ioapic;
+	struct kvm_pit_state2 pit;
+	struct kvm_clock_data clock;
+};
+
+/*
+ * Work out, once per VM, which MSRs of KVM_GET_MSR_INDEX_LIST can be read
+ * and written back, and the XSAVE size. Called by vm_create.
+ */
+int vcpu_state_probe(struct vm *vm) RW_MUST_CHECK;
+
+/* Capture every piece of a vCPU's state. Returns 0 or -errno. */
+int vcpu_state_save(struct vcpu *vcpu, struct vcpu_state *st) RW_MUST_CHECK;
+/*
+ * Put a captured state back, in the order documented in vcpu_state.c.
+ * Returns 0 or -errno, and on failure names the step in *step.
+ */
+int vcpu_state_load(struct vcpu *vcpu, const struct vcpu_state *st, const char **step) RW_MUST_CHECK;
+
+int platform_state_save(struct vm *vm, struct platform_state *st) RW_MUST_CHECK;
+int platform_state_load(struct vm *vm, const struct platform_state *st, const char **step) RW_MUST_CHECK;
+
+#endif
