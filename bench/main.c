@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "bench_store.h"
 #include "log.h"
 
 struct bench_cmd {
@@ -16,6 +17,7 @@ struct bench_cmd {
 
 static const struct bench_cmd cmds[] = {
 	{ "floor", bench_floor_main, "physical floors: KVM_RUN round trips, page copy, hash, LMDB put" },
+	{ "store", bench_store_main, "checkpoint store: incremental write vs raw LMDB, read vs memcpy" },
 };
 
 static void usage(FILE *f)

@@ -12,7 +12,8 @@
  *                            wrong parser is refused, not misread
  *        8     4  version    format version of the payload (the writer's)
  *       12     4  length     payload bytes that follow the header
- *       16     8  checksum   XXH3-64 over header bytes [0, 16) then payload
+ *       16     8  checksum   XXH3-64 of the payload, seeded with XXH3-64
+ *                            of header bytes [0, 16)
  *       24     *  payload    `length` bytes
  *
  *   payload = fixed fields of `version`, in order, then optionally a list of

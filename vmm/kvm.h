@@ -21,7 +21,7 @@ struct kvm_host {
 	uint32_t dirty_ring_max;/* bytes, 0 if no dirty ring */
 	bool dirty_ring_acq_rel;
 	bool manual_protect;    /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 */
-	uint64_t tsc_khz;       /* 0 if unknown */
+	uint64_t tsc_khz;       /* guest TSC rate (vm_create fills it), 0 if unknown */
 	struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, adjusted */
 };
 

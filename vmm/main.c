@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "board.h"
+#include "cli_store.h"
 #include "console.h"
 #include "err.h"
 #include "log.h"
@@ -41,6 +42,10 @@ static void usage(FILE *f)
 		"                        user: the VMM enters the CPL3 program directly\n"
 		"      --serial-out FILE write the guest console to FILE instead of stdout\n"
 		"      --no-stdin        do not feed stdin to the guest console\n"
+		"\n"
+		"Inspect and manage a checkpoint store:\n");
+	cli_store_usage(f);
+	fprintf(f,
 		"\n"
 		"Common options:\n"
 		"  --log-level LEVEL     error, warn (default), info or debug\n"
@@ -273,5 +278,7 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < ARRAY_SIZE(commands); i++)
 		if (strcmp(argv[1], commands[i].name) == 0)
 			return commands[i].fn(argc - 1, argv + 1);
+	if (cli_store_has(argv[1]))
+		return cli_store_main(argv[1], argc - 1, argv + 1);
 	return usage_error("unknown command '%s'", argv[1]);
 }

@@ -110,6 +110,8 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 		}
 		vm->ncpus++;
 	}
+	ret = ioctl(vm->vcpus[0]->fd, KVM_GET_TSC_KHZ, 0);
+	vm->kvm.tsc_khz = ret > 0 ? (uint64_t)ret : 0;
 	ret = vcpu_state_probe(vm);
 	if (ret) {
 		rw_error("probing the vCPU state KVM can save: %s", rw_strerror(ret));

@@ -84,11 +84,18 @@
 #ifndef RW_GUEST_ABI_H
 #define RW_GUEST_ABI_H
 
-#ifdef __KERNEL_RW_ASM__
+/*
+ * From assembly (.S files, or with __KERNEL_RW_ASM__ defined) only the
+ * numeric constants are visible, without C integer suffixes.
+ */
+#if defined(__ASSEMBLER__) || defined(__KERNEL_RW_ASM__)
+#define RW_ABI_ASM 1
 #define RW_U64(x) x
+#define RW_U32(x) x
 #else
 #include <stdint.h>
 #define RW_U64(x) x##ULL
+#define RW_U32(x) x##u
 #endif
 
 #define RW_ABI_VERSION 1
@@ -126,6 +133,35 @@
 #define RW_SEL_TSS0 0x28  /* vCPU n: RW_SEL_TSS0 + 16 * n */
 #define RW_GDT_ENTRIES (5 + 2 * RW_MAX_VCPUS)
 
+/*
+ * Descriptor contents, identical whether the kernel or the VMM writes them.
+ * Accessed bits are preset so that loading a selector never writes to the
+ * GDT. The TSS descriptor of vCPU n (16 bytes at RW_SEL_TSS0 + 16 * n) has
+ * base RW_GPA_TSS + n * RW_TSS_STRIDE, limit RW_TSS_LIMIT and type 0xB
+ * (busy: the kernel writes 0x9 and its ltr sets busy; the VMM writes 0xB
+ * and loads TR through KVM_SET_SREGS). Each TSS holds RSP0 (offset 4) and
+ * an I/O map base of RW_TSS_IOMAP (offset 0x66: no I/O bitmap).
+ * IDT gates are 64-bit interrupt gates to selector RW_SEL_KCODE with
+ * attribute RW_GATE_ATTR, or RW_GATE_ATTR_DPL3 for RW_VEC_SYSCALL.
+ */
+#define RW_DESC_KCODE RW_U64(0x00af9b000000ffff) /* 64-bit code, DPL0 */
+#define RW_DESC_KDATA RW_U64(0x00cf93000000ffff) /* data, DPL0 */
+#define RW_DESC_UDATA RW_U64(0x00cff3000000ffff) /* data, DPL3 */
+#define RW_DESC_UCODE RW_U64(0x00affb000000ffff) /* 64-bit code, DPL3 */
+#define RW_TSS_LIMIT 0x67
+#define RW_TSS_IOMAP 0x68
+#define RW_GATE_ATTR 0x8e00
+#define RW_GATE_ATTR_DPL3 0xee00
+
+/*
+ * ---- console ----
+ * A 16550A UART. The VMM leaves it as PC firmware would, FIFOs enabled, so
+ * a guest never needs to write FCR (enabling the FIFOs discards received
+ * bytes, and input may be waiting from the first instant).
+ */
+#define RW_CONSOLE_PORT 0x3f8
+#define RW_CONSOLE_IRQ 4 /* IOAPIC pin / GSI */
+
 /* ---- interrupt vectors ---- */
 #define RW_VEC_SYSCALL 0x80
 #define RW_VEC_TIMER 0x20  /* LAPIC timer */
@@ -152,6 +188,7 @@
 			       diagnostics that must not touch guest state */
 #define RW_HC_NR 16
 
+#ifndef RW_ABI_ASM
 /*
  * The bytes RW_HC_HOST_WRITE writes: a pure function of (seed, offset) that
  * both sides can compute, so a guest can check what the host wrote.
@@ -165,6 +202,7 @@ static inline uint8_t rw_host_pattern(uint64_t seed, uint64_t i)
 	x ^= x >> 32;
 	return (uint8_t)x;
 }
+#endif
 
 /* ---- guest syscalls: int $0x80, RAX = nr ---- */
 #define RW_SYS_CONSOLE_WRITE 1 /* (buf, len) -> len */
@@ -176,10 +214,11 @@ static inline uint8_t rw_host_pattern(uint64_t seed, uint64_t i)
 #define RW_SYS_TICKS 6         /* () -> timer interrupts seen by this vCPU */
 
 /* ---- boot info, at RW_GPA_BOOT_INFO ---- */
-#define RW_BOOT_MAGIC 0x49425752u /* "RWBI" */
+#define RW_BOOT_MAGIC RW_U32(0x49425752) /* "RWBI" */
 #define RW_BOOT_MAX_RAM 4
-#define RW_BOOT_FLAG_USER_ENTRY 1u /* the VMM entered CPL3 directly */
+#define RW_BOOT_FLAG_USER_ENTRY RW_U32(1) /* the VMM entered CPL3 directly */
 
+#ifndef RW_ABI_ASM
 struct rw_ram_range {
 	uint64_t base;
 	uint64_t size;
@@ -211,12 +250,14 @@ struct rw_boot_info {
 	uint32_t reserved0;
 	struct rw_virtio_slot virtio[RW_VIRTIO_MAX];
 };
+#endif
 
 /* ---- the image note ---- */
 #define RW_NOTE_NAME "rewind"
 #define RW_NOTE_TYPE_IMAGE 0x5257 /* "RW" */
-#define RW_IMAGE_MAGIC 0x474d4957u /* "WIMG" */
+#define RW_IMAGE_MAGIC RW_U32(0x474d4957) /* "WIMG" */
 
+#ifndef RW_ABI_ASM
 struct rw_image_note {
 	uint32_t magic;       /* RW_IMAGE_MAGIC */
 	uint32_t abi_version; /* RW_ABI_VERSION the image was built against */
@@ -226,5 +267,6 @@ struct rw_image_note {
 	 * gate (RW_VEC_SYSCALL) is DPL3, all others DPL0. */
 	uint64_t vectors[RW_NR_VECTORS];
 };
+#endif
 
 #endif

@@ -1,0 +1,269 @@
+/*
+ * record.c - the checkpoint record and the keys of named records.
+ *
+ * Checkpoint record, version 1 (little-endian, field by field):
+ *
+ *   u32 magic "RWCK"   u16 version (1)   u16 0
+ *   u64 id   u64 parent   u64 time_ns (CLOCK_REALTIME)
+ *   u32 label_len   label bytes
+ *   u32 config_len  config bytes
+ *   u32 nmaps, then per map (map 0 is guest memory, with an empty name):
+ *       u16 name_len  name  u64 npages  u64 present  u8 height  u8 root[16]
+ *   u64 x 7 commit counts (pages, zero_pages, new_chunks, new_bytes,
+ *       dedup_hits, new_nodes, commit_ns)
+ *   u64 XXH3-64 of every byte above
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "store_internal.h"
+
+#define CKPT_MAGIC 0x4b435752u
+#define CKPT_VERSION 1
+
+int ckpt_encode(const struct ckpt_rec *c, struct wbuf *w)
+{
+	size_t llen = c->label ? strlen(c->label) : 0;
+
+	wb_u32(w, CKPT_MAGIC);
+	wb_u16(w, CKPT_VERSION);
+	wb_u16(w, 0);
+	wb_u64(w, c->id);
+	wb_u64(w, c->parent);
+	wb_u64(w, c->time_ns);
+	wb_u32(w, (uint32_t)llen);
+	wb_bytes(w, c->label, llen);
+	wb_u32(w, (uint32_t)c->config_len);
+	wb_bytes(w, c->config, c->config_len);
+	wb_u32(w, (uint32_t)c->nmaps);
+	for (size_t i = 0; i < c->nmaps; i++) {
+		const struct map_rec *m = &c->maps[i];
+		size_t nlen = m->name ? strlen(m->name) : 0;
+
+		wb_u16(w, (uint16_t)nlen);
+		wb_bytes(w, m->name, nlen);
+		wb_u64(w, m->npages);
+		wb_u64(w, m->present);
+		wb_u8(w, (uint8_t)m->height);
+		wb_bytes(w, m->root.b, 16);
+	}
+	wb_u64(w, c->stats.pages);
+	wb_u64(w, c->stats.zero_pages);
+	wb_u64(w, c->stats.new_chunks);
+	wb_u64(w, c->stats.new_bytes);
+	wb_u64(w, c->stats.dedup_hits);
+	wb_u64(w, c->stats.new_nodes);
+	wb_u64(w, c->stats.commit_ns);
+	if (!w->err)
+		wb_u64(w, XXH3_64bits(w->p, w->len));
+	return w->err;
+}
+
+static char *rb_str(struct rbuf *r, size_t len)
+{
+	const uint8_t *p = rb_take(r, len);
+	char *s;
+
+	if (!p)
+		return NULL;
+	if (memchr(p, 0, len)) {
+		r->err = RW_ECORRUPT;
+		return NULL;
+	}
+	s = malloc(len + 1);
+	if (!s) {
+		r->err = -ENOMEM;
+		return NULL;
+	}
+	memcpy(s, p, len);
+	s[len] = 0;
+	return s;
+}
+
+int ckpt_decode(const void *data, size_t len, struct ckpt_rec *c)
+{
+	struct rbuf r = { data, len, 0, 0 };
+	uint32_t n;
+
+	memset(c, 0, sizeof(*c));
+	if (len < 12)
+		return RW_ECORRUPT;
+	if (XXH3_64bits(data, len - 8) != get_le64((const uint8_t *)data + len - 8))
+		return RW_ECHECKSUM;
+	r.len = len - 8;
+	if (rb_u32(&r) != CKPT_MAGIC)
+		return RW_ECORRUPT;
+	if (rb_u16(&r) != CKPT_VERSION)
+		return RW_EVERSION;
+	rb_u16(&r);
+	c->id = rb_u64(&r);
+	c->parent = rb_u64(&r);
+	c->time_ns = rb_u64(&r);
+	n = rb_u32(&r);
+	if (n > STORE_LABEL_MAX)
+		r.err = RW_ECORRUPT;
+	c->label = rb_str(&r, n);
+	n = rb_u32(&r);
+	if (n > STORE_BLOB_MAX)
+		r.err = RW_ECORRUPT;
+	if (!r.err && n) {
+		const uint8_t *p = rb_take(&r, n);
+
+		c->config = p ? malloc(n) : NULL;
+		if (p && !c->config)
+			r.err = -ENOMEM;
+		if (c->config) {
+			memcpy(c->config, p, n);
+			c->config_len = n;
+		}
+	}
+	n = rb_u32(&r);
+	if (n == 0 || n > STORE_MAPS_MAX)
+		r.err = RW_ECORRUPT;
+	if (!r.err) {
+		c->maps = calloc(n, sizeof(*c->maps));
+		if (!c->maps)
+			r.err = -ENOMEM;
+		else
+			c->nmaps = n;
+	}
+	for (size_t i = 0; !r.err && i < c->nmaps; i++) {
+		struct map_rec *m = &c->maps[i];
+		uint16_t nlen = rb_u16(&r);
+
+		if ((i == 0) != (nlen == 0) || nlen > STORE_NAME_MAX) {
+			r.err = RW_ECORRUPT;
+			break;
+		}
+		if (nlen)
+			m->name = rb_str(&r, nlen);
+		m->npages = rb_u64(&r);
+		m->present = rb_u64(&r);
+		m->height = rb_u8(&r);
+		const uint8_t *root = rb_take(&r, 16);
+		if (root)
+			memcpy(m->root.b, root, 16);
+		if (r.err)
+			break;
+		if (m->npages > STORE_MAP_PAGES_MAX || m->present > m->npages ||
+		    m->height != tree_height(m->npages) ||
+		    (m->present == 0) != store_hash_is_zero(&m->root))
+			r.err = RW_ECORRUPT;
+		for (size_t j = 1; !r.err && j < i; j++)
+			if (!strcmp(c->maps[j].name, m->name))
+				r.err = RW_ECORRUPT;
+	}
+	c->stats.pages = rb_u64(&r);
+	c->stats.zero_pages = rb_u64(&r);
+	c->stats.new_chunks = rb_u64(&r);
+	c->stats.new_bytes = rb_u64(&r);
+	c->stats.dedup_hits = rb_u64(&r);
+	c->stats.new_nodes = rb_u64(&r);
+	c->stats.commit_ns = rb_u64(&r);
+	if (!r.err && r.off != r.len)
+		r.err = RW_ECORRUPT;
+	if (r.err)
+		ckpt_rec_free(c);
+	return r.err;
+}
+
+void ckpt_rec_free(struct ckpt_rec *c)
+{
+	for (size_t i = 0; i < c->nmaps; i++)
+		free(c->maps[i].name);
+	free(c->maps);
+	free(c->label);
+	free(c->config);
+	free(c->infos);
+	memset(c, 0, sizeof(*c));
+}
+
+static void map_info(const struct map_rec *m, struct store_map_info *i)
+{
+	i->name = m->name;
+	i->npages = m->npages;
+	i->present = m->present;
+	i->height = m->height;
+	i->root = m->root;
+}
+
+int ckpt_rec_view(struct ckpt_rec *c)
+{
+	struct store_ckpt_info *i = &c->info;
+
+	free(c->infos);
+	c->infos = NULL;
+	if (c->nmaps > 1) {
+		c->infos = calloc(c->nmaps - 1, sizeof(*c->infos));
+		if (!c->infos)
+			return -ENOMEM;
+	}
+	for (size_t k = 1; k < c->nmaps; k++)
+		map_info(&c->maps[k], &c->infos[k - 1]);
+	i->id = c->id;
+	i->parent = c->parent;
+	i->time_ns = c->time_ns;
+	i->label = c->label ? c->label : "";
+	i->config = c->config;
+	i->config_len = c->config_len;
+	map_info(&c->maps[0], &i->mem);
+	i->ndisks = c->nmaps - 1;
+	i->disks = c->infos;
+	i->nrecords = c->nrecords;
+	i->record_bytes = c->record_bytes;
+	i->stats = c->stats;
+	return 0;
+}
+
+int ckpt_get(struct store *s, MDB_txn *txn, uint64_t id, struct ckpt_rec *c)
+{
+	uint8_t kb[8];
+	MDB_val k = { 8, kb }, v;
+	int rc;
+
+	put_be64(kb, id);
+	rc = store_mdb_err(mdb_get(txn, s->ckpt, &k, &v));
+	if (rc)
+		return rc;
+	rc = ckpt_decode(v.mv_data, v.mv_size, c);
+	if (!rc && c->id != id) {
+		ckpt_rec_free(c);
+		rc = RW_ECORRUPT;
+	}
+	return rc;
+}
+
+size_t rec_key(uint8_t *buf, uint64_t id, const char *name, size_t namelen)
+{
+	put_be64(buf, id);
+	memcpy(buf + 8, name, namelen);
+	return 8 + namelen;
+}
+
+int ckpt_count_records(struct store *s, MDB_txn *txn, uint64_t id, size_t *n,
+		       uint64_t *bytes)
+{
+	MDB_cursor *cur;
+	uint8_t kb[8];
+	MDB_val k = { 8, kb }, v;
+	int rc;
+
+	*n = 0;
+	*bytes = 0;
+	put_be64(kb, id);
+	rc = store_mdb_err(mdb_cursor_open(txn, s->rec, &cur));
+	if (rc)
+		return rc;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	while (rc == 0 && k.mv_size >= 8 && get_be64(k.mv_data) == id) {
+		(*n)++;
+		if (v.mv_size >= REC_HDR)
+			*bytes += v.mv_size - REC_HDR;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : store_mdb_err(rc);
+}
