@@ -611,16 +611,16 @@ static int verify_ckpts(struct verify *v)
 				hi = mid;
 		}
 		if (!known) {
-			snprintf(msg, sizeof(msg), "record \"%s\" belongs to no checkpoint (%llu)",
+			snprintf(msg, sizeof(msg), "record \"%.120s\" belongs to no checkpoint (%llu)",
 				 name, (unsigned long long)id);
 			rc = vreport(v, STORE_PROB_ORPHAN_RECORD, RW_ECORRUPT, 0, name, msg);
 		} else if (k.mv_size <= 8 || val.mv_size < REC_HDR || get_le32(p + 4)) {
-			snprintf(msg, sizeof(msg), "checkpoint %llu: record \"%s\" is malformed",
+			snprintf(msg, sizeof(msg), "checkpoint %llu: record \"%.120s\" is malformed",
 				 (unsigned long long)id, name);
 			rc = vreport(v, STORE_PROB_RECORD, RW_ECORRUPT, id, name, msg);
 		} else if (XXH3_64bits(p + REC_HDR, val.mv_size - REC_HDR) != get_le64(p + 8)) {
 			snprintf(msg, sizeof(msg),
-				 "checkpoint %llu: record \"%s\" fails its checksum",
+				 "checkpoint %llu: record \"%.120s\" fails its checksum",
 				 (unsigned long long)id, name);
 			rc = vreport(v, STORE_PROB_RECORD, RW_ECHECKSUM, id, name, msg);
 		}

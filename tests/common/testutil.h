@@ -31,15 +31,47 @@ static inline const char *rw_test_guest(const char *name)
 	return buf;
 }
 
-/* A fresh scratch directory for one test; the caller removes it. */
-static inline char *rw_test_tmpdir(const char *tag)
-{
-	char tmpl[4096];
+#include <ftw.h>
+#include <stdio.h>
+#include <string.h>
 
-	snprintf(tmpl, sizeof(tmpl), "%s/%s-XXXXXX", REWIND_TEST_TMP, tag);
-	char *d = mkdtemp(tmpl);
-	cr_assert_not_null(d, "mkdtemp %s", tmpl);
-	return strdup(d);
+/*
+ * Scratch directories of this test process. Criterion runs every test in its
+ * own process, so they are removed when the test's process exits.
+ */
+static char rw_test_dirs[8][4096];
+static unsigned rw_test_ndirs;
+
+static inline int rw_test_rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static inline void rw_test_cleanup(void)
+{
+	if (getenv("REWIND_TEST_KEEP"))
+		return;
+	for (unsigned i = 0; i < rw_test_ndirs; i++)
+		nftw(rw_test_dirs[i], rw_test_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	rw_test_ndirs = 0;
+}
+
+/*
+ * A fresh scratch directory for one test, removed when the test process
+ * exits (set REWIND_TEST_KEEP=1 to keep it). The string lives until then.
+ */
+static inline const char *rw_test_tmpdir(const char *tag)
+{
+	cr_assert_lt(rw_test_ndirs, 8, "too many scratch directories in one test");
+	char *d = rw_test_dirs[rw_test_ndirs];
+	snprintf(d, sizeof(rw_test_dirs[0]), "%s/%s-XXXXXX", REWIND_TEST_TMP, tag);
+	cr_assert_not_null(mkdtemp(d), "mkdtemp %s", d);
+	if (rw_test_ndirs++ == 0)
+		atexit(rw_test_cleanup);
+	return d;
 }
 
 #endif

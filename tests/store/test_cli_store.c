@@ -10,7 +10,7 @@
 #include "cli_store.h"
 #include "helpers.h"
 
-static char *tmp;
+static const char *tmp;
 static char *dir;
 
 static void setup(void)
@@ -23,7 +23,6 @@ static void teardown(void)
 {
 	rm_rf(tmp);
 	free(dir);
-	free(tmp);
 }
 
 TestSuite(store_cli, .init = setup, .fini = teardown, .timeout = 60);

@@ -21,7 +21,7 @@ __attribute__((used)) const char *__lsan_default_suppressions(void)
 	return "leak:libcriterion.so\n";
 }
 
-static char *tmp;
+static const char *tmp;
 static char *dir;
 
 struct ranges {
@@ -51,7 +51,6 @@ static void teardown(void)
 {
 	rm_rf(tmp);
 	free(dir);
-	free(tmp);
 }
 
 TestSuite(store, .init = setup, .fini = teardown, .timeout = 60);

@@ -15,7 +15,7 @@
 
 #include "helpers.h"
 
-static char *tmp;
+static const char *tmp;
 static char *dir;
 
 static void setup(void)
@@ -28,7 +28,6 @@ static void teardown(void)
 {
 	rm_rf(tmp);
 	free(dir);
-	free(tmp);
 }
 
 TestSuite(store_fault, .init = setup, .fini = teardown, .timeout = 90);

@@ -11,7 +11,7 @@
 
 #include "helpers.h"
 
-static char *tmp;
+static const char *tmp;
 static char *dir;
 
 static void setup(void)
@@ -24,7 +24,6 @@ static void teardown(void)
 {
 	rm_rf(tmp);
 	free(dir);
-	free(tmp);
 }
 
 TestSuite(store_xfer, .init = setup, .fini = teardown, .timeout = 60);

@@ -60,7 +60,7 @@ Test(cli, hello_user_entry_is_exact)
 Test(cli, serial_out_file)
 {
 	rw_test_require_kvm();
-	char *dir = rw_test_tmpdir("serial-out");
+	const char *dir = rw_test_tmpdir("serial-out");
 	char path[4200], buf[256] = { 0 };
 	snprintf(path, sizeof(path), "%s/console.txt", dir);
 	const char *argv[] = { "rewind", "run", "--serial-out", path, "--kernel", rw_test_guest("hello"), NULL };
@@ -155,7 +155,7 @@ Test(cli, missing_kernel_file)
 
 Test(cli, unreadable_kernel_file)
 {
-	char *dir = rw_test_tmpdir("unreadable");
+	const char *dir = rw_test_tmpdir("unreadable");
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/secret.elf", dir);
 	int fd = open(path, O_CREAT | O_WRONLY, 0600);
@@ -175,7 +175,7 @@ Test(cli, unreadable_kernel_file)
 Test(cli, not_a_kernel)
 {
 	rw_test_require_kvm();
-	char *dir = rw_test_tmpdir("notkernel");
+	const char *dir = rw_test_tmpdir("notkernel");
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/notes.txt", dir);
 	FILE *f = fopen(path, "w");

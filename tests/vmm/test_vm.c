@@ -79,7 +79,7 @@ static unsigned count_fds(void)
 Test(vm, counter_same_checksum_with_100_pauses, .timeout = 300)
 {
 	rw_test_require_kvm();
-	char *dir = rw_test_tmpdir("pause");
+	const char *dir = rw_test_tmpdir("pause");
 	char p1[4200], p2[4200];
 	struct vm_stop_info st;
 	snprintf(p1, sizeof(p1), "%s/straight.txt", dir);
@@ -121,7 +121,7 @@ Test(vm, counter_same_checksum_with_100_pauses, .timeout = 300)
 Test(vm, smp_reports_every_apic_id, .timeout = 120)
 {
 	rw_test_require_kvm();
-	char *dir = rw_test_tmpdir("smp");
+	const char *dir = rw_test_tmpdir("smp");
 	char path[4200], want[64];
 	struct vm_stop_info st;
 	snprintf(path, sizeof(path), "%s/smp.txt", dir);
@@ -184,7 +184,7 @@ static void *run_one(void *arg)
 Test(vm, two_vms_at_once, .timeout = 300)
 {
 	rw_test_require_kvm();
-	char *dir = rw_test_tmpdir("two");
+	const char *dir = rw_test_tmpdir("two");
 	struct runner a = { .guest = "counter" }, b = { .guest = "counter" }, c = { .guest = "counter" };
 	pthread_t ta, tb;
 
