@@ -24,6 +24,11 @@ struct vm_config {
 	char args[4096];          /* string handed to the guest program */
 	char serial_out[RW_PATH_MAX]; /* "" = stdout, else a file path */
 	bool serial_in;           /* feed stdin to the UART */
+	/*
+	 * Host options, not part of what the guest sees (a checkpoint's
+	 * configuration does not need them to restore):
+	 */
+	uint32_t dirty_ring_entries; /* per vCPU; 0 = no dirty ring */
 };
 
 /* Defaults: 64 MiB, 1 vCPU, kernel entry, console on stdout, stdin on. */

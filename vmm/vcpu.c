@@ -84,6 +84,16 @@ int vcpu_create(struct vm *vm, unsigned index, struct vcpu **out)
 		ret = -errno;
 		goto fail_close;
 	}
+	if (vm->cfg.dirty_ring_entries) {
+		v->ring = mmap(NULL, vm->cfg.dirty_ring_entries * sizeof(struct kvm_dirty_gfn),
+			       PROT_READ | PROT_WRITE, MAP_SHARED, v->fd,
+			       KVM_DIRTY_LOG_PAGE_OFFSET * RW_PAGE_SIZE);
+		if (v->ring == MAP_FAILED) {
+			ret = -errno;
+			v->ring = NULL;
+			goto fail_unmap;
+		}
+	}
 	ret = vcpu_set_cpuid(v);
 	if (ret)
 		goto fail_unmap;
@@ -93,6 +103,8 @@ int vcpu_create(struct vm *vm, unsigned index, struct vcpu **out)
 	return 0;
 
 fail_unmap:
+	if (v->ring)
+		munmap(v->ring, vm->cfg.dirty_ring_entries * sizeof(struct kvm_dirty_gfn));
 	munmap(v->run, vm->kvm.run_size);
 fail_close:
 	close(v->fd);
@@ -105,6 +117,8 @@ void vcpu_destroy(struct vcpu *v)
 {
 	if (!v)
 		return;
+	if (v->ring)
+		munmap(v->ring, v->vm->cfg.dirty_ring_entries * sizeof(struct kvm_dirty_gfn));
 	munmap(v->run, v->vm->kvm.run_size);
 	close(v->fd);
 	free(v);
@@ -227,6 +241,13 @@ static bool handle_exit(struct vcpu *v)
 	case KVM_EXIT_INTR:
 	case KVM_EXIT_IRQ_WINDOW_OPEN:
 		return true;
+	case KVM_EXIT_DIRTY_RING_FULL:
+		if (vm->hooks.dirty_ring_full) {
+			vm->hooks.dirty_ring_full(vm->hooks.dirty_opaque, v);
+			return true;
+		}
+		vcpu_fatal(v, "dirty ring full and nobody harvests it");
+		return false;
 	case KVM_EXIT_SHUTDOWN:
 		vcpu_fatal(v, "triple fault");
 		return false;

@@ -35,6 +35,8 @@ struct vcpu {
 	bool parked;            /* counted in vm->parked */
 	bool finished;
 	uint64_t exits;         /* KVM_RUN returns, for statistics */
+	struct kvm_dirty_gfn *ring; /* dirty ring (vm->cfg.dirty_ring_entries), or NULL */
+	uint32_t ring_fetch;    /* next ring entry to harvest */
 	vcpu_deferred_fn deferred;
 	void *deferred_opaque;
 };

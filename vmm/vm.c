@@ -41,6 +41,33 @@ static int vm_setup_kvm(struct vm *vm)
 	return 0;
 }
 
+/*
+ * The dirty ring is a VM-wide mode that must be chosen before any vCPU
+ * exists. It costs nothing until a memory slot logs dirty pages.
+ */
+static int vm_setup_dirty_ring(struct vm *vm)
+{
+	struct kvm_enable_cap cap = { 0 };
+	uint64_t bytes = (uint64_t)vm->cfg.dirty_ring_entries * sizeof(struct kvm_dirty_gfn);
+
+	if (!vm->cfg.dirty_ring_entries)
+		return 0;
+	if (!vm->kvm.dirty_ring_max) {
+		rw_error("KVM lacks KVM_CAP_DIRTY_LOG_RING (use --dirty-log bitmap)");
+		return RW_ENOKVMCAP;
+	}
+	if (bytes > vm->kvm.dirty_ring_max || (vm->cfg.dirty_ring_entries &
+					       (vm->cfg.dirty_ring_entries - 1))) {
+		rw_error("dirty ring of %u entries: KVM allows a power of two up to %u",
+			 vm->cfg.dirty_ring_entries,
+			 (unsigned)(vm->kvm.dirty_ring_max / sizeof(struct kvm_dirty_gfn)));
+		return -EINVAL;
+	}
+	cap.cap = vm->kvm.dirty_ring_acq_rel ? KVM_CAP_DIRTY_LOG_RING_ACQ_REL : KVM_CAP_DIRTY_LOG_RING;
+	cap.args[0] = bytes;
+	return ioctl(vm->fd, KVM_ENABLE_CAP, &cap) ? -errno : 0;
+}
+
 int vm_create(const struct vm_config *cfg, struct vm **out)
 {
 	struct vm *vm;
@@ -83,6 +110,12 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	ret = vm_setup_kvm(vm);
 	if (ret) {
 		rw_error("setting up the VM (irqchip, PIT): %s", rw_strerror(ret));
+		goto fail_vm;
+	}
+	ret = vm_setup_dirty_ring(vm);
+	if (ret) {
+		if (ret != RW_ENOKVMCAP && ret != -EINVAL)
+			rw_error("enabling the dirty ring: %s", rw_strerror(ret));
 		goto fail_vm;
 	}
 	ret = mem_init(&vm->mem, vm->fd, cfg->mem_size, 0);
@@ -322,6 +355,29 @@ void vm_resume_self(struct vm *vm, struct vcpu *self)
 	if (vm->pause_depth > 0 && --vm->pause_depth == 0) {
 		vm->pause_gen++;
 		pthread_cond_broadcast(&vm->cond);
+	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_vcpu_block_begin(struct vm *vm, struct vcpu *self)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (!self->parked) {
+		self->parked = true;
+		vm->parked++;
+		pthread_cond_broadcast(&vm->cond);
+	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_vcpu_block_end(struct vm *vm, struct vcpu *self)
+{
+	pthread_mutex_lock(&vm->lock);
+	while (vm->pause_depth > 0 && !vm->stopping)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	if (self->parked) {
+		self->parked = false;
+		vm->parked--;
 	}
 	pthread_mutex_unlock(&vm->lock);
 }

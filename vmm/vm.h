@@ -63,6 +63,9 @@ struct vm_hooks {
 	void *opaque;
 	bool (*hypercall)(void *opaque, struct vcpu *vcpu, unsigned nr, const uint64_t args[4],
 			  int64_t *ret);
+	/* KVM_EXIT_DIRTY_RING_FULL on vcpu: harvest its ring (vcpu's thread) */
+	void (*dirty_ring_full)(void *opaque, struct vcpu *vcpu);
+	void *dirty_opaque;
 };
 
 /* Event thread callback: fd is readable (or has events). */
@@ -150,6 +153,13 @@ int vm_start(struct vm *vm) RW_MUST_CHECK;
  */
 int vm_pause(struct vm *vm);
 int vm_pause_self(struct vm *vm, struct vcpu *self);
+/*
+ * A vCPU thread about to block outside KVM_RUN (waiting for another thread
+ * to do work on its behalf) counts itself as parked, so pauses do not wait
+ * for it; block_end waits out any pause in progress before returning.
+ */
+void vm_vcpu_block_begin(struct vm *vm, struct vcpu *self);
+void vm_vcpu_block_end(struct vm *vm, struct vcpu *self);
 void vm_resume(struct vm *vm);
 void vm_resume_self(struct vm *vm, struct vcpu *self);
 

@@ -5,6 +5,7 @@
 #define RW_TESTS_TESTUTIL_H
 
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
