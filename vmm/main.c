@@ -7,6 +7,8 @@
  * fault, emulation failure, failed VM entry).
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "board.h"
+#include "cli_ctl.h"
 #include "cli_store.h"
-#include "console.h"
+#include "control.h"
+#include "machine.h"
 #include "err.h"
 #include "log.h"
 #include "util.h"
@@ -31,9 +34,13 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: rewind COMMAND [OPTIONS]\n"
 		"\n"
-		"Run a VM:\n"
+		"Run a VM, or restore one from a checkpoint:\n"
 		"  rewind run --kernel FILE [--mem SIZE] [--cpus N] [--args STR]\n"
 		"             [--entry kernel|user] [--serial-out FILE] [--no-stdin]\n"
+		"             [--store DIR [--dirty-log ring|bitmap] [--relaxed-sync] [--json]]\n"
+		"             [--control PATH]\n"
+		"  rewind restore --store DIR ID [--serial-out FILE] [--no-stdin] [--json]\n"
+		"             [--control PATH]\n"
 		"      --kernel FILE     guest image (a static ELF64, e.g. from the guest SDK)\n"
 		"      --mem SIZE        guest RAM, 16M to 64G, suffix K, M or G (default 64M)\n"
 		"      --cpus N          vCPUs, 1 to 64 (default 1)\n"
@@ -42,9 +49,22 @@ static void usage(FILE *f)
 		"                        user: the VMM enters the CPL3 program directly\n"
 		"      --serial-out FILE write the guest console to FILE instead of stdout\n"
 		"      --no-stdin        do not feed stdin to the guest console\n"
+		"      --store DIR       checkpoint store (created if missing); the guest and\n"
+		"                        rewind ctl can then take checkpoints and roll back\n"
+		"      --dirty-log MODE  ring (default): KVM's per-vCPU dirty ring; bitmap:\n"
+		"                        KVM's dirty bitmap (use it for guests with heavy\n"
+		"                        CPL0 code on hosts that emulate CPL0, see README)\n"
+		"      --relaxed-sync    commit checkpoints without the final metadata sync:\n"
+		"                        faster, but a power loss or OS crash may undo the\n"
+		"                        last checkpoints (a crash of rewind alone loses none)\n"
+		"      --json            checkpoint reports as JSON lines on stderr\n"
+		"      --control PATH    serve the control socket at PATH (mode 0600; see rewind ctl)\n"
+		"  restore recreates the VM from checkpoint ID alone and continues it.\n"
 		"\n"
 		"Inspect and manage a checkpoint store:\n");
 	cli_store_usage(f);
+	fprintf(f, "\nControl a running VM (see --control):\n");
+	cli_ctl_usage(f);
 	fprintf(f,
 		"\n"
 		"Common options:\n"
@@ -62,16 +82,6 @@ static int usage_error(const char *fmt, const char *arg)
 	fprintf(stderr, fmt, arg);
 	fprintf(stderr, " (see rewind --help)\n");
 	return EXIT_USAGE;
-}
-
-/* Quit key on a raw terminal: stop the VM. */
-static void on_console_quit(void *opaque)
-{
-	struct vm *vm = opaque;
-	struct vm_stop_info why = { .reason = VM_STOP_REQUEST };
-
-	snprintf(why.msg, sizeof(why.msg), "stopped from the console");
-	vm_request_stop(vm, &why);
 }
 
 /* Map how a VM stopped to the process exit status, reporting it once. */
@@ -106,6 +116,11 @@ enum {
 	OPT_SERIAL_OUT,
 	OPT_NO_STDIN,
 	OPT_LOG_LEVEL,
+	OPT_STORE,
+	OPT_DIRTY_LOG,
+	OPT_JSON,
+	OPT_RELAXED_SYNC,
+	OPT_CONTROL,
 };
 
 static const struct option run_opts[] = {
@@ -117,13 +132,74 @@ static const struct option run_opts[] = {
 	{ "serial-out", required_argument, NULL, OPT_SERIAL_OUT },
 	{ "no-stdin", no_argument, NULL, OPT_NO_STDIN },
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "store", required_argument, NULL, OPT_STORE },
+	{ "dirty-log", required_argument, NULL, OPT_DIRTY_LOG },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "relaxed-sync", no_argument, NULL, OPT_RELAXED_SYNC },
+	{ "control", required_argument, NULL, OPT_CONTROL },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
 
-/* Parse `run` options into cfg. Returns 0 or the exit status to use. */
-static int parse_run(int argc, char **argv, struct vm_config *cfg)
+/* Everything `run` and `restore` are told on the command line. */
+struct run_args {
+	bool restore;
+	uint64_t restore_id;
+	struct vm_config cfg;
+	bool vm_flags;            /* a flag that only `run` takes was given */
+	struct machine_opts mo;
+	bool json;
+	const char *control;
+};
+
+/* One line per checkpoint on stderr (stdout is the guest's console). */
+static void print_report(void *opaque, const struct ckpt_report *r)
 {
+	const struct run_args *a = opaque;
+
+	if (a->json) {
+		json_t *o = json_object();
+		json_object_set_new(o, "event", json_string("checkpoint"));
+		if (r->err) {
+			json_object_set_new(o, "ok", json_false());
+			json_object_set_new(o, "error", json_string(rw_errname(r->err)));
+			json_object_set_new(o, "message", json_string(rw_strerror(r->err)));
+		} else {
+			json_object_set_new(o, "ok", json_true());
+			json_object_set_new(o, "id", json_integer((json_int_t)r->id));
+		}
+		json_object_set_new(o, "parent", json_integer((json_int_t)r->parent));
+		json_object_set_new(o, "label", json_string(r->label));
+		json_object_set_new(o, "dirty_pages", json_integer((json_int_t)r->dirty_pages));
+		json_object_set_new(o, "new_chunks", json_integer((json_int_t)r->new_chunks));
+		json_object_set_new(o, "dedup_hits", json_integer((json_int_t)r->dedup_hits));
+		json_object_set_new(o, "zero_pages", json_integer((json_int_t)r->zero_pages));
+		json_object_set_new(o, "bytes_written", json_integer((json_int_t)r->bytes_written));
+		json_object_set_new(o, "pause_us", json_real((double)r->pause_ns / 1e3));
+		json_object_set_new(o, "persist_ms", json_real((double)r->persist_ns / 1e6));
+		char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+		if (line)
+			fprintf(stderr, "%s\n", line);
+		free(line);
+		json_decref(o);
+		return;
+	}
+	if (r->err)
+		fprintf(stderr, "rewind: checkpoint (parent %" PRIu64 ") failed: %s\n", r->parent,
+			rw_strerror(r->err));
+	else
+		fprintf(stderr,
+			"rewind: checkpoint %" PRIu64 " (parent %" PRIu64 "): %" PRIu64 " dirty pages, %" PRIu64
+			" new chunks, %" PRIu64 " dedup hits, %" PRIu64 " zero pages, %" PRIu64
+			" bytes written, pause %.0f us, persist %.1f ms\n",
+			r->id, r->parent, r->dirty_pages, r->new_chunks, r->dedup_hits, r->zero_pages,
+			r->bytes_written, (double)r->pause_ns / 1e3, (double)r->persist_ns / 1e6);
+}
+
+/* Parse `run`/`restore` options. Returns 0 or the exit status to use. */
+static int parse_run(int argc, char **argv, struct run_args *a)
+{
+	struct vm_config *cfg = &a->cfg;
 	struct stat st;
 	uint64_t v;
 	int c;
@@ -136,6 +212,7 @@ static int parse_run(int argc, char **argv, struct vm_config *cfg)
 			if (strlen(optarg) >= sizeof(cfg->kernel))
 				return usage_error("--kernel path too long: %s", optarg);
 			strcpy(cfg->kernel, optarg);
+			a->vm_flags = true;
 			break;
 		case OPT_MEM:
 			if (rw_parse_size(optarg, &v) || v < RW_MEM_MIN || v > RW_MEM_MAX)
@@ -143,16 +220,19 @@ static int parse_run(int argc, char **argv, struct vm_config *cfg)
 			if (v % (2 * MiB))
 				return usage_error("--mem must be a multiple of 2M (got '%s')", optarg);
 			cfg->mem_size = v;
+			a->vm_flags = true;
 			break;
 		case OPT_CPUS:
 			if (rw_parse_uint(optarg, 1, RW_MAX_CPUS, &v))
 				return usage_error("--cpus must be between 1 and 64 (got '%s')", optarg);
 			cfg->ncpus = (unsigned)v;
+			a->vm_flags = true;
 			break;
 		case OPT_ARGS:
 			if (strlen(optarg) >= sizeof(cfg->args))
 				return usage_error("--args is longer than 4095 bytes%s", "");
 			strcpy(cfg->args, optarg);
+			a->vm_flags = true;
 			break;
 		case OPT_ENTRY:
 			if (strcmp(optarg, "kernel") == 0)
@@ -161,6 +241,7 @@ static int parse_run(int argc, char **argv, struct vm_config *cfg)
 				cfg->entry = VM_ENTRY_USER;
 			else
 				return usage_error("--entry must be 'kernel' or 'user' (got '%s')", optarg);
+			a->vm_flags = true;
 			break;
 		case OPT_SERIAL_OUT:
 			if (strlen(optarg) >= sizeof(cfg->serial_out))
@@ -169,6 +250,7 @@ static int parse_run(int argc, char **argv, struct vm_config *cfg)
 			break;
 		case OPT_NO_STDIN:
 			cfg->serial_in = false;
+			a->mo.console_stdin = false;
 			break;
 		case OPT_LOG_LEVEL: {
 			enum rw_log_level l;
@@ -177,6 +259,26 @@ static int parse_run(int argc, char **argv, struct vm_config *cfg)
 			rw_log_set_level(l);
 			break;
 		}
+		case OPT_STORE:
+			a->mo.store_dir = optarg;
+			break;
+		case OPT_DIRTY_LOG:
+			if (strcmp(optarg, "ring") == 0)
+				a->mo.dirty = DIRTY_RING;
+			else if (strcmp(optarg, "bitmap") == 0)
+				a->mo.dirty = DIRTY_BITMAP;
+			else
+				return usage_error("--dirty-log must be 'ring' or 'bitmap' (got '%s')", optarg);
+			break;
+		case OPT_JSON:
+			a->json = true;
+			break;
+		case OPT_RELAXED_SYNC:
+			a->mo.relaxed_sync = true;
+			break;
+		case OPT_CONTROL:
+			a->control = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -186,8 +288,22 @@ static int parse_run(int argc, char **argv, struct vm_config *cfg)
 			return usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
+	if (a->restore) {
+		if (optind >= argc)
+			return usage_error("%s", "restore needs a checkpoint ID");
+		if (rw_parse_uint(argv[optind], 1, UINT64_MAX, &a->restore_id))
+			return usage_error("checkpoint ID must be a positive number (got '%s')", argv[optind]);
+		optind++;
+		if (!a->mo.store_dir)
+			return usage_error("%s", "restore needs --store DIR");
+		if (a->vm_flags)
+			return usage_error("%s", "restore takes the VM's configuration from the checkpoint: "
+					   "--kernel, --mem, --cpus, --args and --entry do not apply");
+	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (a->restore)
+		return 0;
 	if (!cfg->kernel[0])
 		return usage_error("%s", "run needs --kernel FILE");
 	if (access(cfg->kernel, R_OK) || stat(cfg->kernel, &st)) {
@@ -202,53 +318,60 @@ static int parse_run(int argc, char **argv, struct vm_config *cfg)
 	return 0;
 }
 
-static int cmd_run(int argc, char **argv)
+static int run_machine(int argc, char **argv, bool restore)
 {
-	struct vm_config cfg;
+	struct run_args a;
 	struct vm_stop_info st;
-	struct console *con = NULL;
-	struct vm *vm;
+	struct control *ctl = NULL;
+	struct machine *m;
 	int ret;
 
-	config_init(&cfg);
-	ret = parse_run(argc, argv, &cfg);
+	memset(&a, 0, sizeof(a));
+	config_init(&a.cfg);
+	a.restore = restore;
+	a.mo.console_stdin = true;
+	a.mo.on_report = print_report;
+	a.mo.opaque = &a;
+	ret = parse_run(argc, argv, &a);
 	if (ret)
 		return ret;
-	ret = vm_create(&cfg, &vm);
+	if (restore) {
+		a.mo.serial_out = a.cfg.serial_out;
+		ret = machine_restore(a.restore_id, &a.mo, &m);
+	}
+	else
+		ret = machine_create(&a.cfg, &a.mo, &m);
 	if (ret) {
-		if (ret != RW_ENOKVMCAP)
-			rw_error("cannot create the VM: %s", rw_strerror(ret));
+		/* the layer that failed has said what; a bad image is a usage error */
+		if (!restore && (ret == RW_EBADIMAGE || ret == -ENOENT || ret == -EACCES ||
+				 ret == -EISDIR))
+			return EXIT_USAGE;
 		return 1;
 	}
-	ret = board_build(vm);
-	if (ret) {
-		vm_destroy(vm);
-		return 1;
-	}
-	ret = vm_boot(vm);
-	if (ret) {
-		vm_destroy(vm);
-		return (ret == RW_EBADIMAGE || ret == -ENOENT || ret == -EACCES) ? EXIT_USAGE : 1;
-	}
-	if (cfg.serial_in) {
-		ret = console_attach(vm, board_serial(vm), STDIN_FILENO, on_console_quit, vm, &con);
-		if (ret) {
-			rw_error("attaching stdin to the console: %s", rw_strerror(ret));
-			vm_destroy(vm);
-			return 1;
-		}
-	}
-	ret = vm_start(vm);
+	ret = machine_start(m);
 	if (ret) {
 		rw_error("starting the VM: %s", rw_strerror(ret));
-		console_detach(con);
-		vm_destroy(vm);
+		machine_destroy(m);
 		return 1;
 	}
-	vm_wait(vm, &st);
-	console_detach(con);
-	vm_destroy(vm);
+	if (a.control && control_start(m, a.control, &ctl)) {
+		machine_destroy(m); /* control_start said why */
+		return 1;
+	}
+	machine_wait(m, &st);
+	control_stop(ctl);
+	machine_destroy(m);
 	return report_stop(&st);
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	return run_machine(argc, argv, false);
+}
+
+static int cmd_restore(int argc, char **argv)
+{
+	return run_machine(argc, argv, true);
 }
 
 struct command {
@@ -258,6 +381,8 @@ struct command {
 
 static const struct command commands[] = {
 	{ "run", cmd_run },
+	{ "restore", cmd_restore },
+	{ "ctl", cli_ctl_main },
 };
 
 int main(int argc, char **argv)

@@ -279,16 +279,33 @@ int vm_start(struct vm *vm)
 	struct epoll_event ee = { .events = EPOLLIN, .data.u64 = UINT64_MAX };
 	int ret;
 
-	if (vm->started)
-		return -EBUSY;
-	if (epoll_ctl(vm->epfd, EPOLL_CTL_ADD, vm->stop_efd, &ee))
-		return -errno;
-	ret = -pthread_create(&vm->event_thread, NULL, event_thread, vm);
-	if (ret)
-		return ret;
-	vm->event_started = true;
+	if (!vm->event_started) {
+		if (epoll_ctl(vm->epfd, EPOLL_CTL_ADD, vm->stop_efd, &ee))
+			return -errno;
+		ret = -pthread_create(&vm->event_thread, NULL, event_thread, vm);
+		if (ret)
+			return ret;
+		vm->event_started = true;
+	}
 	/* thread_started is read by kick() under the lock */
 	pthread_mutex_lock(&vm->lock);
+	if (vm->started) {
+		/* a restart: only once every vCPU thread has finished and been joined */
+		bool joined = vm->running == 0;
+		for (unsigned i = 0; i < vm->ncpus; i++)
+			if (vm->vcpus[i]->thread_started)
+				joined = false;
+		if (!joined) {
+			pthread_mutex_unlock(&vm->lock);
+			return -EBUSY;
+		}
+		vm->stopping = false;
+		memset(&vm->stop, 0, sizeof(vm->stop));
+		for (unsigned i = 0; i < vm->ncpus; i++) {
+			vm->vcpus[i]->finished = false;
+			vm->vcpus[i]->run->immediate_exit = 0;
+		}
+	}
 	vm->started = true;
 	vm->running = vm->ncpus;
 	for (unsigned i = 0; i < vm->ncpus; i++) {

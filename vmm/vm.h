@@ -141,7 +141,11 @@ void vm_destroy(struct vm *vm);
  */
 int vm_boot(struct vm *vm) RW_MUST_CHECK;
 
-/* Start the event thread and the vCPU threads. Returns 0 or -errno. */
+/*
+ * Start the event thread and the vCPU threads. A VM that stopped may be
+ * started again once vm_wait() returned (after its state was replaced, say).
+ * Returns 0, -EBUSY (still running) or -errno.
+ */
 int vm_start(struct vm *vm) RW_MUST_CHECK;
 
 /*

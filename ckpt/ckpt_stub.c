@@ -1,1 +1,0 @@
-/* checkpoint orchestration lands here */
