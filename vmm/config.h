@@ -16,6 +16,19 @@
 
 enum vm_entry { VM_ENTRY_KERNEL = 0, VM_ENTRY_USER = 1 };
 
+#define RW_MAX_DISKS 8
+#define RW_DISK_ID_MAX 48
+
+enum disk_engine { DISK_ENGINE_URING = 0, DISK_ENGINE_SYNC = 1 };
+
+/* One --disk PATH[,id=NAME][,ro][,engine=uring|sync]. */
+struct vm_disk_config {
+	char path[RW_PATH_MAX];   /* backing file: never written */
+	char id[RW_DISK_ID_MAX];  /* instance id; "" = from the MMIO address */
+	bool ro;
+	enum disk_engine engine;
+};
+
 struct vm_config {
 	uint64_t mem_size;        /* bytes */
 	unsigned ncpus;           /* 1..RW_MAX_CPUS */
@@ -24,6 +37,8 @@ struct vm_config {
 	char args[4096];          /* string handed to the guest program */
 	char serial_out[RW_PATH_MAX]; /* "" = stdout, else a file path */
 	bool serial_in;           /* feed stdin to the UART */
+	unsigned ndisks;
+	struct vm_disk_config disks[RW_MAX_DISKS];
 	/*
 	 * Host options, not part of what the guest sees (a checkpoint's
 	 * configuration does not need them to restore):
