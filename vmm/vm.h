@@ -100,6 +100,14 @@ struct vm {
 	struct boot_image image;
 	struct vm_hooks hooks;
 
+	/* virtio-mmio devices, published to the guest in rw_boot_info.virtio[] */
+	unsigned nr_virtio;
+	struct {
+		uint64_t base;
+		uint32_t irq;
+		uint32_t device_id;
+	} virtio[16];
+
 	/* machine-state shape, probed once (vcpu_state.c) */
 	uint32_t xsave_size;
 	bool sregs2;
