@@ -508,7 +508,7 @@ static int write_boot_info(struct vm *vm, const struct boot_image *img, uint32_t
 	}
 	put32(F(nr_virtio), MIN(vm->nr_virtio, (unsigned)RW_VIRTIO_MAX));
 	for (unsigned i = 0; i < vm->nr_virtio && i < RW_VIRTIO_MAX; i++) {
-		size_t o = F(virtio) + i * sizeof(struct rw_virtio_slot);
+		uint8_t *o = F(virtio) + i * sizeof(struct rw_virtio_slot);
 		put64(o + offsetof(struct rw_virtio_slot, base), vm->virtio[i].base);
 		put32(o + offsetof(struct rw_virtio_slot, irq), vm->virtio[i].irq);
 		put32(o + offsetof(struct rw_virtio_slot, device_id), vm->virtio[i].device_id);
