@@ -33,6 +33,8 @@ struct dirty_tracker {
 	uint64_t nwords;
 	uint64_t *bits[DIRTY_NR_EPOCHS]; /* atomically updated */
 	uint64_t *scratch;               /* bitmap mode: one slot's log */
+	uint64_t *hot;                   /* bitmap mode: never re-protected */
+	uint64_t nhot;
 	unsigned empty_full_exits;       /* ring-full exits in a row with nothing to harvest */
 };
 
@@ -144,9 +146,26 @@ static int bitmap_harvest(struct dirty_tracker *t)
 				}
 			}
 		}
+		/* re-protect what was harvested, except the hot set */
+		any = false;
+		for (uint64_t w = 0; w < words; w++) {
+			uint64_t p0 = base + w * 64;
+			uint64_t hot = 0;
+			if (p0 % 64 == 0) {
+				hot = t->hot[p0 / 64];
+			} else {
+				for (unsigned b = 0; b < 64; b++) {
+					uint64_t p = p0 + b;
+					if ((t->hot[p / 64] >> (p % 64)) & 1)
+						hot |= 1ULL << b;
+				}
+			}
+			t->scratch[w] &= ~hot;
+			if (t->scratch[w])
+				any = true;
+		}
 		if (!any)
 			continue;
-		/* re-protect exactly what was harvested */
 		struct kvm_clear_dirty_log clr = {
 			.slot = s->id, .first_page = 0, .num_pages = (uint32_t)pages,
 			.dirty_bitmap = t->scratch,
@@ -230,6 +249,25 @@ int64_t dirty_take(struct dirty_tracker *t, enum dirty_epoch e, uint64_t **pages
 	return (int64_t)n;
 }
 
+uint64_t dirty_take_into(struct dirty_tracker *t, enum dirty_epoch e, uint64_t *pages, uint64_t cap)
+{
+	uint64_t *b = t->bits[e], n = 0;
+
+	for (uint64_t w = 0; w < t->nwords; w++) {
+		if (!__atomic_load_n(&b[w], __ATOMIC_RELAXED))
+			continue;
+		uint64_t bits = __atomic_exchange_n(&b[w], 0, __ATOMIC_RELAXED);
+		for (; bits; bits &= bits - 1) {
+			if (n == cap) {
+				__atomic_fetch_or(&b[w], bits, __ATOMIC_RELAXED);
+				return n;
+			}
+			pages[n++] = w * WORD_BITS + (uint64_t)__builtin_ctzll(bits);
+		}
+	}
+	return n;
+}
+
 void dirty_give_back(struct dirty_tracker *t, enum dirty_epoch e, const uint64_t *pages, uint64_t n)
 {
 	for (uint64_t i = 0; i < n; i++)
@@ -267,6 +305,47 @@ bool dirty_test(struct dirty_tracker *t, enum dirty_epoch e, uint64_t page)
 		return false;
 	return (__atomic_load_n(&t->bits[e][page / WORD_BITS], __ATOMIC_RELAXED) >>
 		(page % WORD_BITS)) & 1;
+}
+
+bool dirty_set_hot(struct dirty_tracker *t, uint64_t page, bool hot)
+{
+	uint64_t bit = 1ULL << (page % 64), *w;
+
+	if (t->ring || page >= t->npages)
+		return false;
+	w = &t->hot[page / 64];
+	if (hot && !(*w & bit)) {
+		*w |= bit;
+		t->nhot++;
+	} else if (!hot && (*w & bit)) {
+		*w &= ~bit;
+		t->nhot--;
+		/* KVM still has it writable: mark it so the next harvest re-arms it */
+		mark_word(t, page / 64, bit);
+	}
+	return true;
+}
+
+bool dirty_is_hot(const struct dirty_tracker *t, uint64_t page)
+{
+	return !t->ring && page < t->npages && ((t->hot[page / 64] >> (page % 64)) & 1);
+}
+
+void dirty_clear_hot(struct dirty_tracker *t)
+{
+	if (t->ring)
+		return;
+	for (uint64_t w = 0; w < t->nwords; w++) {
+		if (t->hot[w])
+			mark_word(t, w, t->hot[w]);
+		t->hot[w] = 0;
+	}
+	t->nhot = 0;
+}
+
+uint64_t dirty_hot_count(const struct dirty_tracker *t)
+{
+	return t->nhot;
 }
 
 uint64_t dirty_npages(const struct dirty_tracker *t)
@@ -333,7 +412,8 @@ int dirty_start(struct vm *vm, bool ring, struct dirty_tracker **out)
 
 		/* the largest slot's bitmap */
 		t->scratch = calloc(t->nwords + 1, sizeof(uint64_t));
-		if (!t->scratch)
+		t->hot = calloc(t->nwords, sizeof(uint64_t));
+		if (!t->scratch || !t->hot)
 			goto fail;
 		cap.args[0] = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE;
 		if (ioctl(vm->fd, KVM_ENABLE_CAP, &cap)) {
@@ -358,6 +438,7 @@ fail:
 	for (int e = 0; e < DIRTY_NR_EPOCHS; e++)
 		free(t->bits[e]);
 	free(t->scratch);
+	free(t->hot);
 	free(t);
 	return ret;
 }
@@ -373,5 +454,6 @@ void dirty_stop(struct dirty_tracker *t)
 	for (int e = 0; e < DIRTY_NR_EPOCHS; e++)
 		free(t->bits[e]);
 	free(t->scratch);
+	free(t->hot);
 	free(t);
 }

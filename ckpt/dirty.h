@@ -60,6 +60,11 @@ int dirty_harvest_vcpu(struct dirty_tracker *t, struct vcpu *vcpu) RW_MUST_CHECK
  * Returns the count, or -ENOMEM.
  */
 int64_t dirty_take(struct dirty_tracker *t, enum dirty_epoch e, uint64_t **pages);
+/*
+ * dirty_take() into a caller's array of cap entries (cap >= dirty_npages()
+ * always suffices). Returns the count.
+ */
+uint64_t dirty_take_into(struct dirty_tracker *t, enum dirty_epoch e, uint64_t *pages, uint64_t cap);
 /* Give pages taken with dirty_take back to the epoch (capture failed). */
 void dirty_give_back(struct dirty_tracker *t, enum dirty_epoch e, const uint64_t *pages, uint64_t n);
 /* Mark/clear everything in an epoch. */
@@ -76,6 +81,20 @@ bool dirty_test(struct dirty_tracker *t, enum dirty_epoch e, uint64_t page);
  */
 void dirty_note_restored(struct dirty_tracker *t, enum dirty_epoch restored, uint64_t first,
 			 uint64_t n);
+
+/*
+ * The hot set (bitmap mode only): pages the guest writes every iteration of
+ * a reset loop. Re-arming write protection on them would cost a fault on the
+ * next write, more than copying them back, so harvests leave them writable:
+ * KVM keeps reporting them dirty and every harvest puts them in both epochs.
+ * Returns false (and does nothing) in ring mode, where KVM re-arms every
+ * harvested page.
+ */
+bool dirty_set_hot(struct dirty_tracker *t, uint64_t page, bool hot);
+bool dirty_is_hot(const struct dirty_tracker *t, uint64_t page);
+/* Drop the whole hot set; the pages are protected again at the next harvest. */
+void dirty_clear_hot(struct dirty_tracker *t);
+uint64_t dirty_hot_count(const struct dirty_tracker *t);
 
 /* Pages in the RAM offset space. */
 uint64_t dirty_npages(const struct dirty_tracker *t);

@@ -352,6 +352,40 @@ static void *vcpu_thread(void *arg)
 	return NULL;
 }
 
+int vcpu_run_here(struct vcpu *v)
+{
+	for (;;) {
+		if (vm_stopped(v->vm))
+			return RW_ESTOPPED;
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			v->exits++;
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			int err = -errno;
+			vcpu_error(v, err, "KVM_RUN");
+			return err;
+		}
+		v->exits++;
+		if (!handle_exit(v))
+			return RW_ESTOPPED;
+		if (v->yield) {
+			v->yield = false;
+			return 0;
+		}
+	}
+}
+
+int vcpu_complete_io(struct vcpu *v)
+{
+	int ret = 0;
+
+	v->run->immediate_exit = 1;
+	if (ioctl(v->fd, KVM_RUN, 0) == 0 || (errno != EINTR && errno != EAGAIN))
+		ret = errno ? -errno : -EIO;
+	v->run->immediate_exit = 0;
+	return ret;
+}
+
 int vcpu_start_thread(struct vcpu *v)
 {
 	sigset_t set, old;

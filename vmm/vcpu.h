@@ -39,7 +39,24 @@ struct vcpu {
 	uint32_t ring_fetch;    /* next ring entry to harvest */
 	vcpu_deferred_fn deferred;
 	void *deferred_opaque;
+	bool yield;             /* an exit handler asks vcpu_run_here() to return */
 };
+
+/*
+ * Run vcpu on the calling thread (no vCPU thread: the VM is never
+ * vm_start()ed) until an exit handler sets vcpu->yield or the VM stops.
+ * Returns 0 on a yield, RW_ESTOPPED when the VM stopped (vm->stop says why),
+ * or -errno from KVM_RUN. For harnesses that want no thread hand-offs.
+ */
+int vcpu_run_here(struct vcpu *vcpu) RW_MUST_CHECK;
+
+/*
+ * Finish the exit the vCPU last returned with (a pending MMIO load or port
+ * read) without entering the guest, so that its state can be saved or
+ * replaced: KVM completes such an exit on the next KVM_RUN, which would
+ * otherwise land on top of the new state.
+ */
+int vcpu_complete_io(struct vcpu *vcpu) RW_MUST_CHECK;
 
 /* From an exit handler on vcpu's own thread: run fn after the exit completes. */
 void vcpu_defer(struct vcpu *vcpu, vcpu_deferred_fn fn, void *opaque);

@@ -417,6 +417,16 @@ void vm_request_stop(struct vm *vm, const struct vm_stop_info *why)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+void vm_clear_stop(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->stopping = false;
+	memset(&vm->stop, 0, sizeof(vm->stop));
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		vm->vcpus[i]->run->immediate_exit = 0;
+	pthread_mutex_unlock(&vm->lock);
+}
+
 bool vm_stopped(struct vm *vm)
 {
 	bool s;

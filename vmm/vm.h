@@ -179,6 +179,11 @@ void vm_resume_self(struct vm *vm, struct vcpu *self);
 void vm_request_stop(struct vm *vm, const struct vm_stop_info *why);
 /* Block until every vCPU thread has finished; copy the stop reason. */
 void vm_wait(struct vm *vm, struct vm_stop_info *out);
+/*
+ * Forget a stop, for a VM driven with vcpu_run_here() (no vCPU threads):
+ * its state is about to be replaced and it will run again.
+ */
+void vm_clear_stop(struct vm *vm);
 /* True once the VM is stopping or stopped. */
 bool vm_stopped(struct vm *vm);
 

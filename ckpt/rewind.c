@@ -1,0 +1,433 @@
+/*
+ * rewind.c - librewind, the fast-reset harness API (rewind.h).
+ *
+ * The vCPU runs on the caller's thread (vcpu_run_here): a reset loop
+ * iteration is one KVM_RUN to the guest's "done" hypercall, then the reset,
+ * with no thread hand-off in between.
+ */
+#include "rewind.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "board.h"
+#include "dirty.h"
+#include "err.h"
+#include "log.h"
+#include "rw/abi.h"
+#include "state.h"
+#include "util.h"
+#include "vcpu.h"
+#include "vcpu_state.h"
+#include "vm.h"
+
+#define PAYLOAD_MAX (16u << 20)
+
+struct root_rec {
+	char key[STATE_KEY_MAX];
+	uint8_t *data;
+	size_t len;
+};
+
+struct rewind_vm {
+	struct vm *vm;
+	struct vcpu *vcpu;
+	struct dirty_tracker *dirty;
+	bool hot_set;
+
+	/* the root */
+	bool has_root;
+	uint8_t *root_mem;
+	size_t root_size;
+	struct vcpu_state *root_vcpu;
+	struct platform_state root_platform;
+	struct root_rec *recs;
+	unsigned nrecs;
+
+	/* reset bookkeeping */
+	uint64_t *pages;          /* scratch: dirty pages of one reset */
+	uint32_t *last_seen;      /* per page: the reset it was last dirty in */
+	uint8_t *streak;          /* per page: consecutive resets it was dirty in */
+	uint64_t resets;
+	uint64_t restored_last;
+	uint64_t restored_total;
+
+	/* the event the hypercall hook saw */
+	bool have_event;
+	struct rewind_event ev;
+	bool io_pending;          /* the last exit's I/O is not complete yet */
+
+	uint8_t *payload;
+	size_t payload_len;
+};
+
+const char *rewind_strerror(int err)
+{
+	return rw_strerror(err);
+}
+
+/* --------------------------------------------------------------- hypercalls */
+
+static void post(struct rewind_vm *h, struct vcpu *v, enum rewind_event_kind kind, int64_t status,
+		 uint64_t code, uint64_t pc)
+{
+	memset(&h->ev, 0, sizeof(h->ev));
+	h->ev.kind = kind;
+	h->ev.status = status;
+	h->ev.code = code;
+	h->ev.pc = pc;
+	h->have_event = true;
+	v->yield = true;
+}
+
+static bool harness_hypercall(void *opaque, struct vcpu *v, unsigned nr, const uint64_t a[4],
+			      int64_t *ret)
+{
+	struct rewind_vm *h = opaque;
+
+	switch (nr) {
+	case RW_HC_SNAPSHOT:
+		if (h->has_root) {
+			*ret = 1;
+		} else {
+			post(h, v, REWIND_EV_SNAPSHOT, 0, 0, 0);
+			*ret = 0;
+		}
+		return true;
+	case RW_HC_DONE:
+		post(h, v, REWIND_EV_DONE, (int64_t)a[0], 0, 0);
+		*ret = 0;
+		return true;
+	case RW_HC_CRASH_SOFT:
+		post(h, v, REWIND_EV_CRASH, 0, a[0], a[1]);
+		snprintf(h->ev.message, sizeof(h->ev.message), "target reported crash code 0x%llx at 0x%llx",
+			 (unsigned long long)a[0], (unsigned long long)a[1]);
+		*ret = 0;
+		return true;
+	case RW_HC_GET_PAYLOAD: {
+		uint64_t n = MIN((uint64_t)h->payload_len, a[1]);
+		*ret = (n && mem_write(&h->vm->mem, a[0], h->payload, n)) ? -EFAULT : (int64_t)n;
+		return true;
+	}
+	default:
+		return false;
+	}
+}
+
+/* --------------------------------------------------------------- create */
+
+int rewind_create(const struct rewind_config *rc, struct rewind_vm **out)
+{
+	struct vm_config cfg;
+	struct rewind_vm *h;
+	int ret = -EINVAL;
+
+	*out = NULL;
+	if (!rc || !rc->kernel || strlen(rc->kernel) >= sizeof(cfg.kernel) ||
+	    (rc->args && strlen(rc->args) >= sizeof(cfg.args)))
+		return -EINVAL;
+	config_init(&cfg);
+	snprintf(cfg.kernel, sizeof(cfg.kernel), "%s", rc->kernel);
+	snprintf(cfg.args, sizeof(cfg.args), "%s", rc->args ? rc->args : "");
+	if (rc->mem_size)
+		cfg.mem_size = rc->mem_size;
+	cfg.serial_in = false;
+	if (!rc->console)
+		snprintf(cfg.serial_out, sizeof(cfg.serial_out), "/dev/null");
+	else if (strcmp(rc->console, "-") != 0)
+		snprintf(cfg.serial_out, sizeof(cfg.serial_out), "%s", rc->console);
+	cfg.dirty_ring_entries = rc->dirty_ring ? DIRTY_RING_ENTRIES : 0;
+
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->hot_set = !rc->no_hot_set && !rc->dirty_ring;
+	ret = vm_create(&cfg, &h->vm);
+	if (ret)
+		goto fail;
+	h->vcpu = h->vm->vcpus[0];
+	ret = board_build(h->vm);
+	if (!ret)
+		ret = vm_boot(h->vm);
+	if (!ret)
+		ret = dirty_start(h->vm, rc->dirty_ring != 0, &h->dirty);
+	if (ret)
+		goto fail;
+	uint64_t np = dirty_npages(h->dirty);
+	h->pages = malloc(np * sizeof(h->pages[0]));
+	h->last_seen = calloc(np, sizeof(h->last_seen[0]));
+	h->streak = calloc(np, 1);
+	h->root_vcpu = aligned_alloc(64, ALIGN_UP(sizeof(struct vcpu_state), 64));
+	if (!h->pages || !h->last_seen || !h->streak || !h->root_vcpu) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	h->vm->hooks.hypercall = harness_hypercall;
+	h->vm->hooks.opaque = h;
+	*out = h;
+	return 0;
+fail:
+	rewind_destroy(h);
+	return ret;
+}
+
+static void free_recs(struct rewind_vm *h)
+{
+	for (unsigned i = 0; i < h->nrecs; i++)
+		free(h->recs[i].data);
+	free(h->recs);
+	h->recs = NULL;
+	h->nrecs = 0;
+}
+
+void rewind_destroy(struct rewind_vm *h)
+{
+	if (!h)
+		return;
+	if (h->dirty)
+		dirty_stop(h->dirty);
+	vm_destroy(h->vm);
+	if (h->root_mem)
+		munmap(h->root_mem, h->root_size);
+	free_recs(h);
+	free(h->root_vcpu);
+	free(h->pages);
+	free(h->last_seen);
+	free(h->streak);
+	free(h->payload);
+	free(h);
+}
+
+/* ------------------------------------------------------------------ root */
+
+static int put_rec(void *arg, const char *key, uint32_t version, const void *data, size_t len)
+{
+	struct rewind_vm *h = arg;
+	struct root_rec *r = realloc(h->recs, (h->nrecs + 1) * sizeof(*r));
+
+	(void)version;
+	if (!r)
+		return -ENOMEM;
+	h->recs = r;
+	r = &h->recs[h->nrecs];
+	snprintf(r->key, sizeof(r->key), "%s", key);
+	r->len = len;
+	r->data = malloc(len ? len : 1);
+	if (!r->data)
+		return -ENOMEM;
+	memcpy(r->data, data, len);
+	h->nrecs++;
+	return 0;
+}
+
+static int get_rec(void *arg, const char *key, const void **data, size_t *len)
+{
+	struct rewind_vm *h = arg;
+
+	for (unsigned i = 0; i < h->nrecs; i++) {
+		if (strcmp(h->recs[i].key, key) == 0) {
+			*data = h->recs[i].data;
+			*len = h->recs[i].len;
+			return 0;
+		}
+	}
+	return RW_ENOTFOUND;
+}
+
+/* Finish the last exit so the vCPU's state is consistent and replaceable. */
+static int settle(struct rewind_vm *h)
+{
+	if (!h->io_pending)
+		return 0;
+	h->io_pending = false;
+	return vcpu_complete_io(h->vcpu);
+}
+
+int rewind_set_root(struct rewind_vm *h)
+{
+	struct vm *vm = h->vm;
+	int ret;
+
+	ret = settle(h);
+	if (ret)
+		return ret;
+	ret = dirty_harvest(h->dirty);
+	if (ret)
+		return ret;
+	if (!h->root_mem) {
+		h->root_size = vm->mem.size;
+		h->root_mem = mmap(NULL, h->root_size, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (h->root_mem == MAP_FAILED) {
+			h->root_mem = NULL;
+			return -ENOMEM;
+		}
+	}
+	memcpy(h->root_mem, vm->mem.hva, h->root_size);
+	dirty_clear(h->dirty, DIRTY_RESET);
+	dirty_clear_hot(h->dirty);
+	memset(h->last_seen, 0, dirty_npages(h->dirty) * sizeof(h->last_seen[0]));
+	memset(h->streak, 0, dirty_npages(h->dirty));
+	ret = vcpu_state_save(h->vcpu, h->root_vcpu);
+	if (!ret)
+		ret = platform_state_save(vm, &h->root_platform);
+	free_recs(h);
+	if (!ret)
+		ret = state_devices_save(vm, put_rec, h);
+	if (ret)
+		return ret;
+	/* coming back here after a reset, rw_snapshot() returns 1 */
+	h->root_vcpu->regs.rax = 1;
+	h->has_root = true;
+	h->resets = 0;
+	return 0;
+}
+
+/* ----------------------------------------------------------------- reset */
+
+int rewind_reset(struct rewind_vm *h)
+{
+	struct vm *vm = h->vm;
+	const char *step;
+	char why[256];
+	uint64_t n, iter;
+	int ret;
+
+	if (!h->has_root)
+		return -ENOENT;
+	if (vm_stopped(vm))
+		vm_clear_stop(vm);
+	ret = settle(h);
+	if (ret)
+		return ret;
+	ret = dirty_harvest(h->dirty);
+	if (ret)
+		return ret;
+	iter = ++h->resets;
+	if (h->hot_set && iter % REWIND_HOT_RELEARN == 0)
+		dirty_clear_hot(h->dirty);
+	n = dirty_take_into(h->dirty, DIRTY_RESET, h->pages, dirty_npages(h->dirty));
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t p = h->pages[i];
+
+		memcpy(vm->mem.hva + p * RW_PAGE_SIZE, h->root_mem + p * RW_PAGE_SIZE, RW_PAGE_SIZE);
+		if (!h->hot_set || dirty_is_hot(h->dirty, p))
+			continue;
+		/* learn: dirty in REWIND_HOT_AFTER resets in a row -> hot */
+		h->streak[p] = h->last_seen[p] == (uint32_t)(iter - 1) ? h->streak[p] + 1 : 1;
+		h->last_seen[p] = (uint32_t)iter;
+		if (h->streak[p] >= REWIND_HOT_AFTER)
+			dirty_set_hot(h->dirty, p, true);
+	}
+	h->restored_last = n;
+	h->restored_total += n;
+
+	ret = vcpu_state_load(h->vcpu, h->root_vcpu, &step);
+	if (ret) {
+		rw_error("reset: restoring the vCPU: %s: %s", step, rw_strerror(ret));
+		return ret;
+	}
+	ret = platform_state_load(vm, &h->root_platform, &step);
+	if (ret) {
+		rw_error("reset: restoring the platform: %s: %s", step, rw_strerror(ret));
+		return ret;
+	}
+	if (h->nrecs) {
+		ret = state_devices_load(vm, get_rec, h, why, sizeof(why));
+		if (ret) {
+			rw_error("reset: restoring devices: %s", why);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------- run */
+
+int rewind_run(struct rewind_vm *h, struct rewind_event *ev)
+{
+	struct vm *vm = h->vm;
+	int ret;
+
+	memset(ev, 0, sizeof(*ev));
+	if (vm_stopped(vm))
+		return RW_ESTOPPED;
+	ret = settle(h);
+	if (ret)
+		return ret;
+	h->have_event = false;
+	ret = vcpu_run_here(h->vcpu);
+	h->io_pending = true;
+	if (ret == 0 && h->have_event) {
+		*ev = h->ev;
+		if (ev->kind == REWIND_EV_SNAPSHOT)
+			return rewind_set_root(h);
+		return 0;
+	}
+	if (ret != RW_ESTOPPED)
+		return ret;
+	/* the VM stopped: the guest exited, crashed or died */
+	const struct vm_stop_info *st = &vm->stop;
+	switch (st->reason) {
+	case VM_STOP_EXIT:
+		ev->kind = REWIND_EV_EXIT;
+		ev->status = st->exit_code;
+		break;
+	case VM_STOP_CRASH:
+		ev->kind = REWIND_EV_CRASH;
+		ev->code = st->vector;
+		ev->pc = st->rip;
+		break;
+	default:
+		ev->kind = REWIND_EV_FATAL;
+		break;
+	}
+	snprintf(ev->message, sizeof(ev->message), "%s", st->msg);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ misc */
+
+int rewind_set_payload(struct rewind_vm *h, const void *data, size_t len)
+{
+	uint8_t *p;
+
+	if (len > PAYLOAD_MAX)
+		return -E2BIG;
+	p = realloc(h->payload, len ? len : 1);
+	if (!p)
+		return -ENOMEM;
+	memcpy(p, data, len);
+	h->payload = p;
+	h->payload_len = len;
+	return 0;
+}
+
+int rewind_read(struct rewind_vm *h, uint64_t gpa, void *buf, size_t len)
+{
+	return mem_read(&h->vm->mem, gpa, buf, len);
+}
+
+int rewind_write(struct rewind_vm *h, uint64_t gpa, const void *buf, size_t len)
+{
+	return mem_write(&h->vm->mem, gpa, buf, len);
+}
+
+const void *rewind_memory(struct rewind_vm *h, size_t *len)
+{
+	*len = h->vm->mem.size;
+	return h->vm->mem.hva;
+}
+
+void rewind_get_stats(struct rewind_vm *h, struct rewind_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->resets = h->resets;
+	st->pages_restored = h->restored_last;
+	st->pages_restored_total = h->restored_total;
+	st->hot_pages = dirty_hot_count(h->dirty);
+	st->root_pages = dirty_npages(h->dirty);
+}
