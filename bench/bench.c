@@ -149,3 +149,11 @@ out:
 	munmap(src, npages * RW_PAGE_SIZE);
 	return ns;
 }
+
+const char *bench_guest(const char *name)
+{
+	static __thread char path[4096];
+
+	snprintf(path, sizeof(path), "%s/%s.elf", REWIND_GUEST_DIR, name);
+	return path;
+}

@@ -37,7 +37,20 @@ double bench_xxh3_ns_per_page(size_t npages, unsigned reps);
  */
 double bench_lmdb_put_ns(const char *dir, size_t npages);
 
+/*
+ * µs per bare KVM_RUN round trip: boot an SDK image (an MMIO load exit at
+ * CPL3 for VM_ENTRY_USER, an `out` at CPL0 for VM_ENTRY_KERNEL), n times.
+ * Negative on failure.
+ */
+#include "config.h"
+double bench_exit_roundtrip_us(const char *image, enum vm_entry entry, unsigned n);
+
+/* Path of an SDK guest image by name ("dirtier" -> .../dirtier.elf). */
+const char *bench_guest(const char *name);
+
 /* Subcommands. */
 int bench_floor_main(int argc, char **argv);
+int bench_ckpt_main(int argc, char **argv);
+int bench_reset_main(int argc, char **argv);
 
 #endif

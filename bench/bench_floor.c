@@ -37,7 +37,7 @@ static const uint8_t loop_cpl3[] = { 0x48, 0x8b, 0x03, 0xeb, 0xfb };
  * two-instruction exit loop and time n KVM_RUN round trips.
  * Returns µs per round trip, or a negative code.
  */
-static double exit_roundtrip_us(const char *image, enum vm_entry entry, unsigned n)
+double bench_exit_roundtrip_us(const char *image, enum vm_entry entry, unsigned n)
 {
 	struct vm_config cfg;
 	struct vm *vm = NULL;
@@ -118,8 +118,8 @@ int bench_floor_main(int argc, char **argv)
 			return 2;
 		}
 	}
-	double cpl3 = exit_roundtrip_us(image, VM_ENTRY_USER, iters);
-	double cpl0 = exit_roundtrip_us(image, VM_ENTRY_KERNEL, iters);
+	double cpl3 = bench_exit_roundtrip_us(image, VM_ENTRY_USER, iters);
+	double cpl0 = bench_exit_roundtrip_us(image, VM_ENTRY_KERNEL, iters);
 	if (cpl3 < 0 || cpl0 < 0) {
 		fprintf(stderr, "rewind-bench: error: the KVM exit loops failed\n");
 		return 1;

@@ -18,6 +18,8 @@ struct bench_cmd {
 static const struct bench_cmd cmds[] = {
 	{ "floor", bench_floor_main, "physical floors: KVM_RUN round trips, page copy, hash, LMDB put" },
 	{ "store", bench_store_main, "checkpoint store: incremental write vs raw LMDB, read vs memcpy" },
+	{ "ckpt", bench_ckpt_main, "checkpoint pause vs memcpy of the dirty pages, persist time" },
+	{ "reset", bench_reset_main, "fast reset loop vs KVM_RUN round trip + memcpy" },
 };
 
 static void usage(FILE *f)

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,7 +41,13 @@
 #include "vcpu_state.h"
 #include "vm.h"
 
-/* A captured checkpoint on its way to the store. */
+/*
+ * A captured checkpoint on its way to the store. pages, data and vcpus point
+ * into the machine's staging buffers, which only one capture uses at a time
+ * (the next capture waits for the writer), so they are allocated once and
+ * stay faulted in: the pause costs a copy of the dirty pages, not page
+ * faults on fresh memory.
+ */
 struct capture {
 	uint64_t parent;
 	char label[128];
@@ -90,20 +97,21 @@ struct machine {
 	uint8_t *config_blob;
 	size_t config_len;
 	unsigned inject_failures;  /* test hook: persists to fail part-way */
+
+	/* staging for the capture in flight (see struct capture) */
+	uint64_t *stage_pages;     /* dirty_npages() entries */
+	uint8_t *stage_data;
+	uint64_t stage_data_pages; /* capacity of stage_data */
+	struct vcpu_state **stage_vcpus;
 };
 
 /* ------------------------------------------------------------- helpers */
 
 static void capture_free(struct capture *c, unsigned ncpus)
 {
+	(void)ncpus;
 	if (!c)
 		return;
-	free(c->pages);
-	free(c->data);
-	if (c->vcpus)
-		for (unsigned i = 0; i < ncpus; i++)
-			free(c->vcpus[i]);
-	free(c->vcpus);
 	for (unsigned i = 0; i < c->ndevs; i++)
 		free(c->devs[i].data);
 	free(c->devs);
@@ -152,30 +160,74 @@ static int quiesce_devices(struct vm *vm, bool resume)
  * Steps 1-5 with the VM paused. Returns 0 with *out filled, or an error
  * with the dirty bits untouched.
  */
+static int stage_alloc(struct machine *m)
+{
+	struct vm *vm = m->vm;
+
+	if (m->stage_pages)
+		return 0;
+	m->stage_pages = malloc(dirty_npages(m->dirty) * sizeof(uint64_t));
+	m->stage_vcpus = calloc(vm->ncpus, sizeof(m->stage_vcpus[0]));
+	if (!m->stage_pages || !m->stage_vcpus)
+		return -ENOMEM;
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		m->stage_vcpus[i] = aligned_alloc(64, ALIGN_UP(sizeof(struct vcpu_state), 64));
+		if (!m->stage_vcpus[i])
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void stage_free(struct machine *m)
+{
+	if (m->stage_vcpus)
+		for (unsigned i = 0; i < m->vm->ncpus; i++)
+			free(m->stage_vcpus[i]);
+	free(m->stage_vcpus);
+	free(m->stage_pages);
+	if (m->stage_data)
+		munmap(m->stage_data, m->stage_data_pages * RW_PAGE_SIZE);
+}
+
+/* Make room for n pages of staging (keeps what was faulted in). */
+static int stage_reserve(struct machine *m, uint64_t n)
+{
+	uint8_t *p;
+	uint64_t cap;
+
+	if (n <= m->stage_data_pages)
+		return 0;
+	cap = MAX(n, m->stage_data_pages * 2);
+	cap = MIN(cap, dirty_npages(m->dirty));
+	p = mmap(NULL, cap * RW_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -ENOMEM;
+	if (m->stage_data)
+		munmap(m->stage_data, m->stage_data_pages * RW_PAGE_SIZE);
+	m->stage_data = p;
+	m->stage_data_pages = cap;
+	return 0;
+}
+
 static int capture(struct machine *m, const char *label, struct capture **out)
 {
 	struct vm *vm = m->vm;
 	struct capture *c = calloc(1, sizeof(*c));
-	uint64_t t0 = rw_now_ns();
-	int64_t n;
+	uint64_t t0;
 	int ret;
 
 	if (!c)
 		return -ENOMEM;
+	ret = stage_alloc(m);
+	if (ret) {
+		free(c);
+		return ret;
+	}
 	c->parent = m->head_id;
 	snprintf(c->label, sizeof(c->label), "%s", label ? label : "");
-	c->vcpus = calloc(vm->ncpus, sizeof(c->vcpus[0]));
-	if (!c->vcpus) {
-		free(c);
-		return -ENOMEM;
-	}
-	for (unsigned i = 0; i < vm->ncpus; i++) {
-		c->vcpus[i] = aligned_alloc(64, ALIGN_UP(sizeof(struct vcpu_state), 64));
-		if (!c->vcpus[i]) {
-			capture_free(c, vm->ncpus);
-			return -ENOMEM;
-		}
-	}
+	c->vcpus = m->stage_vcpus;
+	c->pages = m->stage_pages;
+	t0 = rw_now_ns();
 
 	vm_pause(vm);
 	ret = quiesce_devices(vm, false);
@@ -192,18 +244,13 @@ static int capture(struct machine *m, const char *label, struct capture **out)
 		ret = state_devices_save(vm, put_dev, c);
 	if (ret)
 		goto resume;
-	n = dirty_take(m->dirty, DIRTY_CKPT, &c->pages);
-	if (n < 0) {
-		ret = (int)n;
-		goto resume;
-	}
-	c->npages = (uint64_t)n;
-	c->data = malloc(c->npages ? c->npages * RW_PAGE_SIZE : 1);
-	if (!c->data) {
+	c->npages = dirty_take_into(m->dirty, DIRTY_CKPT, c->pages, dirty_npages(m->dirty));
+	ret = stage_reserve(m, c->npages);
+	if (ret) {
 		dirty_give_back(m->dirty, DIRTY_CKPT, c->pages, c->npages);
-		ret = -ENOMEM;
 		goto resume;
 	}
+	c->data = m->stage_data;
 	for (uint64_t i = 0; i < c->npages; i++)
 		memcpy(c->data + i * RW_PAGE_SIZE, vm->mem.hva + c->pages[i] * RW_PAGE_SIZE,
 		       RW_PAGE_SIZE);
@@ -1051,6 +1098,8 @@ void machine_destroy(struct machine *m)
 	}
 	writer_join(m);
 	console_detach(m->console);
+	if (m->vm)
+		stage_free(m);
 	if (m->dirty)
 		dirty_stop(m->dirty);
 	vm_destroy(m->vm);

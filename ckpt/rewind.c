@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/kvm.h>
 #include <sys/mman.h>
 
 #include "board.h"
@@ -167,6 +168,10 @@ int rewind_create(const struct rewind_config *rc, struct rewind_vm **out)
 	}
 	h->vm->hooks.hypercall = harness_hypercall;
 	h->vm->hooks.opaque = h;
+	/* let every exit report REGS, SREGS and EVENTS: resets then write
+	 * them back through the same area instead of three ioctls */
+	h->vcpu->run->kvm_valid_regs |= h->vm->kvm.sync_regs_mask &
+					(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS);
 	*out = h;
 	return 0;
 fail:
@@ -237,12 +242,21 @@ static int get_rec(void *arg, const char *key, const void **data, size_t *len)
 	return RW_ENOTFOUND;
 }
 
-/* Finish the last exit so the vCPU's state is consistent and replaceable. */
+/*
+ * Finish the last exit so the vCPU's state is consistent and replaceable.
+ * A store to the doorbell (the one-way hypercalls rw_done() and
+ * rw_report_crash() use) leaves nothing to complete: KVM finished the
+ * instruction before exiting.
+ */
 static int settle(struct rewind_vm *h)
 {
+	struct kvm_run *run = h->vcpu->run;
+
 	if (!h->io_pending)
 		return 0;
 	h->io_pending = false;
+	if (run->exit_reason == KVM_EXIT_MMIO && run->mmio.is_write)
+		return 0;
 	return vcpu_complete_io(h->vcpu);
 }
 
@@ -325,7 +339,8 @@ int rewind_reset(struct rewind_vm *h)
 	h->restored_last = n;
 	h->restored_total += n;
 
-	ret = vcpu_state_load(h->vcpu, h->root_vcpu, &step);
+	/* the vCPU stopped at an exit, so it is runnable */
+	ret = vcpu_state_load_flags(h->vcpu, h->root_vcpu, VCPU_LOAD_RUNNABLE | VCPU_LOAD_SYNC, &step);
 	if (ret) {
 		rw_error("reset: restoring the vCPU: %s: %s", step, rw_strerror(ret));
 		return ret;

@@ -136,6 +136,7 @@ int kvm_host_open(struct kvm_host *kvm)
 	kvm->max_vcpus = v > 0 ? (unsigned)v : 1;
 	v = ioctl(kvm->fd, KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS);
 	kvm->sync_regs = v > 0 && (v & KVM_SYNC_X86_REGS);
+	kvm->sync_regs_mask = v > 0 ? (uint32_t)v : 0;
 	v = ioctl(kvm->fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
 	kvm->xsave_size = v > 0 ? (uint32_t)v : 0;
 	v = ioctl(kvm->fd, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING_ACQ_REL);

@@ -17,6 +17,7 @@ struct kvm_host {
 	size_t run_size;        /* KVM_GET_VCPU_MMAP_SIZE */
 	unsigned max_vcpus;
 	bool sync_regs;         /* KVM_CAP_SYNC_REGS has KVM_SYNC_X86_REGS */
+	uint32_t sync_regs_mask;/* what KVM_CAP_SYNC_REGS offers (KVM_SYNC_X86_*) */
 	uint32_t xsave_size;    /* KVM_CAP_XSAVE2 size, 0 if only legacy XSAVE */
 	uint32_t dirty_ring_max;/* bytes, 0 if no dirty ring */
 	bool dirty_ring_acq_rel;

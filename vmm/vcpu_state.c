@@ -207,10 +207,24 @@ int vcpu_state_save(struct vcpu *v, struct vcpu_state *st)
  *  7. VCPU_EVENTS last: pending exceptions, interrupts, NMI and SMI state
  *     and the interrupt shadow, which the steps above may have disturbed.
  */
-int vcpu_state_load(struct vcpu *v, const struct vcpu_state *st, const char **step)
+#define SYNC_ALL (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS)
+
+/* May REGS/SREGS/EVENTS of st go through the sync area (see the header)? */
+static bool can_sync(struct vcpu *v, const struct vcpu_state *st)
+{
+	const struct kvm_sregs *cur = &v->run->s.regs.sregs;
+
+	return (v->vm->kvm.sync_regs_mask & SYNC_ALL) == SYNC_ALL &&
+	       (v->run->kvm_valid_regs & SYNC_ALL) == SYNC_ALL && cur->apic_base == st->sregs.apic_base &&
+	       cur->cr0 == st->sregs.cr0 && cur->cr4 == st->sregs.cr4 && cur->efer == st->sregs.efer;
+}
+
+int vcpu_state_load_flags(struct vcpu *v, const struct vcpu_state *st, unsigned flags,
+			  const char **step)
 {
 	struct vm *vm = v->vm;
 	struct kvm_vcpu_events ev = st->events;
+	bool sync = (flags & VCPU_LOAD_SYNC) && can_sync(v, st);
 	int n;
 
 #define STEP(name, call)                        \
@@ -224,14 +238,24 @@ int vcpu_state_load(struct vcpu *v, const struct vcpu_state *st, const char **st
 		*step = "state shape";
 		return -EINVAL;
 	}
-	STEP("KVM_SET_MP_STATE", ioctl(v->fd, KVM_SET_MP_STATE, &st->mp));
-	STEP("KVM_SET_REGS", ioctl(v->fd, KVM_SET_REGS, &st->regs));
-	if (vm->sregs2) {
-		STEP("KVM_SET_SREGS2", ioctl(v->fd, KVM_SET_SREGS2, &st->sregs));
+	/* restore the NMI and SIPI state too, not only what KVM flags as valid */
+	ev.flags |= KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR;
+	if (!((flags & VCPU_LOAD_RUNNABLE) && st->mp.mp_state == KVM_MP_STATE_RUNNABLE))
+		STEP("KVM_SET_MP_STATE", ioctl(v->fd, KVM_SET_MP_STATE, &st->mp));
+	if (sync) {
+		v->run->s.regs.regs = st->regs;
+		sregs2_to_sregs(&st->sregs, &v->run->s.regs.sregs);
+		v->run->s.regs.events = ev;
+		v->run->kvm_dirty_regs |= SYNC_ALL;
 	} else {
-		struct kvm_sregs s;
-		sregs2_to_sregs(&st->sregs, &s);
-		STEP("KVM_SET_SREGS", ioctl(v->fd, KVM_SET_SREGS, &s));
+		STEP("KVM_SET_REGS", ioctl(v->fd, KVM_SET_REGS, &st->regs));
+		if (vm->sregs2) {
+			STEP("KVM_SET_SREGS2", ioctl(v->fd, KVM_SET_SREGS2, &st->sregs));
+		} else {
+			struct kvm_sregs s;
+			sregs2_to_sregs(&st->sregs, &s);
+			STEP("KVM_SET_SREGS", ioctl(v->fd, KVM_SET_SREGS, &s));
+		}
 	}
 	STEP("KVM_SET_XSAVE", ioctl(v->fd, KVM_SET_XSAVE, st->xsave));
 	STEP("KVM_SET_XCRS", ioctl(v->fd, KVM_SET_XCRS, &st->xcrs));
@@ -241,12 +265,34 @@ int vcpu_state_load(struct vcpu *v, const struct vcpu_state *st, const char **st
 	n = ioctl(v->fd, KVM_SET_MSRS, msrs_of(st));
 	if (n != (int)st->nr_msrs)
 		return n < 0 ? -errno : -EIO;
-	/* restore the NMI and SIPI state too, not only what KVM flags as valid */
-	ev.flags |= KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR;
-	STEP("KVM_SET_VCPU_EVENTS", ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev));
+	if (!sync)
+		STEP("KVM_SET_VCPU_EVENTS", ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev));
 #undef STEP
 	*step = NULL;
 	return 0;
+}
+
+/*
+ * Restore order, and why:
+ *  1. MP state first: setting it can reset LAPIC and vCPU state (INIT),
+ *     which everything after it then overwrites with the saved values.
+ *  2. REGS before VCPU_EVENTS: KVM_SET_REGS drops any pending exception,
+ *     which VCPU_EVENTS (last) brings back.
+ *  3. SREGS before LAPIC: SREGS carries the APIC base MSR, and the LAPIC
+ *     state is interpreted at that base.
+ *  4. XSAVE then XCRS: XCR0 decides which XSAVE components are live; both
+ *     after SREGS, which sets CR4.OSXSAVE.
+ *  5. LAPIC before MSRS: the TSC-deadline MSR only takes a value while the
+ *     LAPIC timer is in TSC-deadline mode.
+ *  6. MSRS in one call, TSC first and TSC_DEADLINE last (see msr_rank): the
+ *     deadline is an absolute guest-TSC value, meaningful only once the TSC
+ *     is back where it was.
+ *  7. VCPU_EVENTS last: pending exceptions, interrupts, NMI and SMI state
+ *     and the interrupt shadow, which the steps above may have disturbed.
+ */
+int vcpu_state_load(struct vcpu *v, const struct vcpu_state *st, const char **step)
+{
+	return vcpu_state_load_flags(v, st, 0, step);
 }
 
 /* --------------------------------------------------------------- platform */

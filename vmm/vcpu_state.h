@@ -59,6 +59,24 @@ int vcpu_state_save(struct vcpu *vcpu, struct vcpu_state *st) RW_MUST_CHECK;
  */
 int vcpu_state_load(struct vcpu *vcpu, const struct vcpu_state *st, const char **step) RW_MUST_CHECK;
 
+/*
+ * vcpu_state_load() for a vCPU stopped at an exit on the caller's thread,
+ * with shortcuts that leave the result identical:
+ *   VCPU_LOAD_RUNNABLE  the vCPU is known runnable (it just made an exit):
+ *                       KVM_SET_MP_STATE is skipped when st is runnable too
+ *   VCPU_LOAD_SYNC      REGS, SREGS and EVENTS go through the kvm_run sync
+ *                       area (applied at the next KVM_RUN, in that order,
+ *                       with no ioctl), provided KVM offers it, the vCPU's
+ *                       run->kvm_valid_regs carries its current SREGS, and
+ *                       those agree with st on APIC base, CR0, CR4 and EFER
+ *                       (so the steps that run before them see the same
+ *                       control state); otherwise the ioctls are used.
+ */
+#define VCPU_LOAD_RUNNABLE 1u
+#define VCPU_LOAD_SYNC 2u
+int vcpu_state_load_flags(struct vcpu *vcpu, const struct vcpu_state *st, unsigned flags,
+			  const char **step) RW_MUST_CHECK;
+
 int platform_state_save(struct vm *vm, struct platform_state *st) RW_MUST_CHECK;
 int platform_state_load(struct vm *vm, const struct platform_state *st, const char **step) RW_MUST_CHECK;
 

@@ -69,9 +69,18 @@
  * and RCX, and the value loaded (into RAX by the SDK's convention; any
  * register works) is the result: >= 0 on success, a negative errno on
  * failure. A load from CPL3 is the cheapest exit the platform offers, it
- * needs no privilege, and it works unchanged at CPL0. Any other access to the
- * doorbell page (a store, a size other than 8, an unaligned offset) is
- * ignored and reads return all ones, as for any unassigned address.
+ * needs no privilege, and it works unchanged at CPL0.
+ *
+ * A one-way hypercall is an 8-byte *store* to the same address, with the
+ * same arguments; the stored value is ignored and nothing is returned. The
+ * VMM handles it exactly like the load form. It suits calls that hand
+ * control to the host for good (RW_HC_DONE, RW_HC_CRASH_SOFT when a harness
+ * is attached, RW_HC_EXIT): a store exit leaves nothing for the VMM to
+ * complete, so the host can replace the vCPU's state at once.
+ *
+ * Any other access to the doorbell page (a size other than 8, an unaligned
+ * offset) is ignored and reads return all ones, as for any unassigned
+ * address.
  *
  * Guest syscalls (CPL3 -> the SDK's CPL0 kernel)
  * ---------------------------------------------

@@ -84,6 +84,22 @@ static inline int64_t rw_hypercall4(unsigned nr, uint64_t a0, uint64_t a1, uint6
 	return ret;
 }
 
+/*
+ * rw_hypercall_oneway(nr, args...): the one-way form: an 8-byte store to the
+ * same doorbell address, same arguments, no result (rw/abi.h). For calls
+ * that hand control to the host for good.
+ */
+static inline void rw_hypercall_oneway(unsigned nr, uint64_t a0, uint64_t a1, uint64_t a2,
+				       uint64_t a3)
+{
+	volatile uint64_t *door = (volatile uint64_t *)(RW_GPA_HYPERCALL + 8ULL * nr);
+
+	__asm__ volatile("movq %%rax, (%1)"
+			 :
+			 : "a"(0), "r"(door), "D"(a0), "S"(a1), "d"(a2), "c"(a3)
+			 : "memory");
+}
+
 static inline int64_t rw_hypercall0(unsigned nr)
 {
 	return rw_hypercall4(nr, 0, 0, 0, 0);
