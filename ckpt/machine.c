@@ -98,6 +98,12 @@ struct machine {
 	size_t config_len;
 	unsigned inject_failures;  /* test hook: persists to fail part-way */
 
+	/* retention: ids this machine committed, oldest first */
+	unsigned keep;
+	uint64_t *own;
+	unsigned nown, capown;
+	uint64_t deleted;
+
 	/* staging for the capture in flight (see struct capture) */
 	uint64_t *stage_pages;     /* dirty_npages() entries */
 	uint8_t *stage_data;
@@ -330,6 +336,64 @@ static int persist(struct machine *m, struct capture *c, uint64_t *id, struct st
 	return store_ckpt_commit(sc, id, st);
 }
 
+/*
+ * After a commit: remember the id, and delete the oldest of this machine's
+ * checkpoints beyond the retention count, never the head. Writer thread.
+ */
+static void retain(struct machine *m, uint64_t id)
+{
+	pthread_mutex_lock(&m->lock);
+	if (m->nown == m->capown) {
+		unsigned cap = m->capown ? m->capown * 2 : 64;
+		uint64_t *p = realloc(m->own, cap * sizeof(*p));
+		if (!p) {
+			pthread_mutex_unlock(&m->lock);
+			return; /* not tracked: simply kept */
+		}
+		m->own = p;
+		m->capown = cap;
+	}
+	m->own[m->nown++] = id;
+	unsigned keep = m->keep;
+	pthread_mutex_unlock(&m->lock);
+	if (!keep)
+		return;
+	for (;;) {
+		uint64_t victim = 0;
+		unsigned at = 0;
+
+		pthread_mutex_lock(&m->lock);
+		if (m->nown > keep) {
+			for (at = 0; at < m->nown - keep; at++)
+				if (m->own[at] != m->head_id)
+					break;
+			if (at < m->nown - keep)
+				victim = m->own[at];
+		}
+		pthread_mutex_unlock(&m->lock);
+		if (!victim)
+			return;
+		int ret = store_delete(m->store, victim, NULL);
+		if (ret && ret != RW_ENOTFOUND) {
+			rw_warn("retention: deleting checkpoint %" PRIu64 ": %s", victim, rw_strerror(ret));
+			return;
+		}
+		pthread_mutex_lock(&m->lock);
+		memmove(&m->own[at], &m->own[at + 1], (m->nown - at - 1) * sizeof(m->own[0]));
+		m->nown--;
+		if (ret == 0)
+			m->deleted++;
+		pthread_mutex_unlock(&m->lock);
+	}
+}
+
+void machine_set_retention(struct machine *m, unsigned keep)
+{
+	pthread_mutex_lock(&m->lock);
+	m->keep = keep;
+	pthread_mutex_unlock(&m->lock);
+}
+
 static void *writer_thread(void *arg)
 {
 	struct machine *m = arg;
@@ -365,14 +429,18 @@ static void *writer_thread(void *arg)
 			/* the pages were not made durable: they stay dirty */
 			dirty_give_back(m->dirty, DIRTY_CKPT, c->pages, c->npages);
 		}
-		if (m->opts.on_report)
-			m->opts.on_report(m->opts.opaque, r);
-
 		pthread_mutex_lock(&m->lock);
 		if (ret == 0) {
 			m->head_id = id;
 			m->last_id = id;
 		}
+		pthread_mutex_unlock(&m->lock);
+		if (ret == 0)
+			retain(m, id);
+		if (m->opts.on_report)
+			m->opts.on_report(m->opts.opaque, r);
+
+		pthread_mutex_lock(&m->lock);
 		m->checkpoints++;
 		m->last = *r;
 		m->job = NULL;
@@ -1105,6 +1173,7 @@ void machine_destroy(struct machine *m)
 	vm_destroy(m->vm);
 	store_close(m->store);
 	free(m->config_blob);
+	free(m->own);
 	free(m->store_dir);
 	pthread_mutex_destroy(&m->lock);
 	pthread_cond_destroy(&m->cond);
@@ -1172,6 +1241,8 @@ void machine_status(struct machine *m, struct machine_status *st)
 	st->last_id = m->last_id;
 	st->head_id = m->head_id;
 	st->last = m->last;
+	st->keep = m->keep;
+	st->deleted = m->deleted;
 	pthread_mutex_unlock(&m->lock);
 	if (m->store_dir) {
 		snprintf(path, sizeof(path), "%s/data.mdb", m->store_dir);

@@ -48,6 +48,14 @@ struct machine_opts {
 	void *opaque;
 };
 
+/*
+ * Keep only the keep most recent checkpoints this machine committed (0 =
+ * keep all): after each commit the writer deletes older ones, freeing their
+ * chunks in the delete's transaction. The checkpoint the running state
+ * descends from (the head, e.g. after a rollback) is never deleted.
+ */
+void machine_set_retention(struct machine *m, unsigned keep);
+
 /* Snapshot of a machine for `status`. */
 struct machine_status {
 	bool running;               /* started and not stopped */
@@ -61,6 +69,8 @@ struct machine_status {
 	uint64_t head_id;           /* checkpoint the running state descends from */
 	struct ckpt_report last;    /* report of the last checkpoint */
 	uint64_t store_bytes;       /* size of the store's files, 0 without one */
+	unsigned keep;              /* retention, 0 = all */
+	uint64_t deleted;           /* checkpoints retention deleted */
 };
 
 /* Build a VM from cfg (board devices included) and boot cfg->kernel. */

@@ -20,6 +20,7 @@
 #include "cli_store.h"
 #include "control.h"
 #include "machine.h"
+#include "schedule.h"
 #include "err.h"
 #include "log.h"
 #include "util.h"
@@ -38,7 +39,7 @@ static void usage(FILE *f)
 		"  rewind run --kernel FILE [--mem SIZE] [--cpus N] [--args STR]\n"
 		"             [--entry kernel|user] [--serial-out FILE] [--no-stdin]\n"
 		"             [--store DIR [--dirty-log ring|bitmap] [--relaxed-sync] [--json]]\n"
-		"             [--control PATH]\n"
+		"             [--control PATH] [--checkpoint-every DURATION [--keep N]]\n"
 		"  rewind restore --store DIR ID [--serial-out FILE] [--no-stdin] [--json]\n"
 		"             [--control PATH]\n"
 		"      --kernel FILE     guest image (a static ELF64, e.g. from the guest SDK)\n"
@@ -59,6 +60,11 @@ static void usage(FILE *f)
 		"                        last checkpoints (a crash of rewind alone loses none)\n"
 		"      --json            checkpoint reports as JSON lines on stderr\n"
 		"      --control PATH    serve the control socket at PATH (mode 0600; see rewind ctl)\n"
+		"      --checkpoint-every DURATION  take a checkpoint every DURATION (200ms, 5s);\n"
+		"                        one still persisting when the next is due makes\n"
+		"                        that one skipped (and reported), never queued\n"
+		"      --keep N          keep the N most recent checkpoints of this run; older\n"
+		"                        ones are deleted and their chunks freed\n"
 		"  restore recreates the VM from checkpoint ID alone and continues it.\n"
 		"\n"
 		"Inspect and manage a checkpoint store:\n");
@@ -121,6 +127,8 @@ enum {
 	OPT_JSON,
 	OPT_RELAXED_SYNC,
 	OPT_CONTROL,
+	OPT_EVERY,
+	OPT_KEEP,
 };
 
 static const struct option run_opts[] = {
@@ -137,6 +145,8 @@ static const struct option run_opts[] = {
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "relaxed-sync", no_argument, NULL, OPT_RELAXED_SYNC },
 	{ "control", required_argument, NULL, OPT_CONTROL },
+	{ "checkpoint-every", required_argument, NULL, OPT_EVERY },
+	{ "keep", required_argument, NULL, OPT_KEEP },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -150,6 +160,9 @@ struct run_args {
 	struct machine_opts mo;
 	bool json;
 	const char *control;
+	uint64_t every_ns;        /* --checkpoint-every, 0 = off */
+	unsigned keep;            /* --keep, 0 = all */
+	struct sched *sched;
 };
 
 /* One line per checkpoint on stderr (stdout is the guest's console). */
@@ -194,6 +207,39 @@ static void print_report(void *opaque, const struct ckpt_report *r)
 			" bytes written, pause %.0f us, persist %.1f ms\n",
 			r->id, r->parent, r->dirty_pages, r->new_chunks, r->dedup_hits, r->zero_pages,
 			r->bytes_written, (double)r->pause_ns / 1e3, (double)r->persist_ns / 1e6);
+}
+
+/* A periodic checkpoint that could not be taken. */
+static void print_skip(void *opaque, int err)
+{
+	const struct run_args *a = opaque;
+
+	if (a->json)
+		fprintf(stderr, "{\"event\":\"checkpoint\",\"ok\":false,\"skipped\":%s,\"error\":\"%s\"}\n",
+			err == RW_EBUSY ? "true" : "false", rw_errname(err));
+	else if (err == RW_EBUSY)
+		fprintf(stderr, "rewind: periodic checkpoint skipped: the previous one is still persisting\n");
+	else
+		fprintf(stderr, "rewind: periodic checkpoint failed: %s\n", rw_strerror(err));
+}
+
+/* The schedule's fields in the control socket's status reply. */
+static void status_extra(void *opaque, json_t *o)
+{
+	const struct run_args *a = opaque;
+	json_t *s = json_object();
+
+	json_object_set_new(s, "every_ms", json_real((double)a->every_ns / 1e6));
+	json_object_set_new(s, "keep", json_integer(a->keep));
+	if (a->sched) {
+		struct sched_status ss;
+		sched_status(a->sched, &ss);
+		json_object_set_new(s, "taken", json_integer((json_int_t)ss.taken));
+		json_object_set_new(s, "skipped", json_integer((json_int_t)ss.skipped));
+		json_object_set_new(s, "failed", json_integer((json_int_t)ss.failed));
+		json_object_set_new(s, "next_in_ms", json_real((double)ss.next_in_ns / 1e6));
+	}
+	json_object_set_new(o, "schedule", s);
 }
 
 /* Parse `run`/`restore` options. Returns 0 or the exit status to use. */
@@ -279,6 +325,16 @@ static int parse_run(int argc, char **argv, struct run_args *a)
 		case OPT_CONTROL:
 			a->control = optarg;
 			break;
+		case OPT_EVERY:
+			if (rw_parse_duration(optarg, &a->every_ns) || a->every_ns < 1000000ULL)
+				return usage_error("--checkpoint-every needs a duration of at least 1ms, "
+						   "such as 200ms or 5s (got '%s')", optarg);
+			break;
+		case OPT_KEEP:
+			if (rw_parse_uint(optarg, 1, 1000000, &v))
+				return usage_error("--keep must be a number of checkpoints >= 1 (got '%s')", optarg);
+			a->keep = (unsigned)v;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -302,6 +358,8 @@ static int parse_run(int argc, char **argv, struct run_args *a)
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
+	if ((a->every_ns || a->keep) && !a->mo.store_dir)
+		return usage_error("%s", "--checkpoint-every and --keep need --store DIR");
 	if (a->restore)
 		return 0;
 	if (!cfg->kernel[0])
@@ -354,12 +412,24 @@ static int run_machine(int argc, char **argv, bool restore)
 		machine_destroy(m);
 		return 1;
 	}
-	if (a.control && control_start(m, a.control, &ctl)) {
-		machine_destroy(m); /* control_start said why */
+	if (a.keep)
+		machine_set_retention(m, a.keep);
+	if (a.every_ns && sched_start(m, a.every_ns, print_skip, &a, &a.sched)) {
+		rw_error("starting the checkpoint schedule failed");
+		machine_destroy(m);
 		return 1;
+	}
+	if (a.control) {
+		if (control_start(m, a.control, &ctl)) {
+			sched_stop(a.sched);
+			machine_destroy(m); /* control_start said why */
+			return 1;
+		}
+		control_set_status_extra(ctl, status_extra, &a);
 	}
 	machine_wait(m, &st);
 	control_stop(ctl);
+	sched_stop(a.sched);
 	machine_destroy(m);
 	return report_stop(&st);
 }

@@ -1,0 +1,122 @@
+/*
+ * Periodic checkpoints with retention, through the rewind binary: the
+ * schedule keeps going, --keep prunes, the store verifies clean, and the
+ * control socket reports the schedule.
+ */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "testutil.h"
+
+extern char **environ;
+
+static pid_t spawn_rewind(const char *const argv[], const char *err_path)
+{
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	cr_assert_eq(posix_spawn(&pid, REWIND_BIN, &fa, NULL, (char *const *)argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	return pid;
+}
+
+/* `rewind ctl SOCK status --json`, parsed; NULL while the socket is not up */
+static json_t *status(const char *sock)
+{
+	const char *argv[] = { "rewind", "ctl", sock, "status", "--json", NULL };
+	struct cli_result r;
+	json_t *j = NULL;
+
+	cr_assert_eq(cli_run(argv, NULL, 30, 0, &r), 0);
+	if (r.status == 0)
+		j = json_loads(r.out, 0, NULL);
+	cli_result_free(&r);
+	return j;
+}
+
+Test(schedule, keep_3_of_20_and_verify, .timeout = 300)
+{
+	rw_test_require_kvm();
+	const char *dir = rw_test_tmpdir("sched");
+	char store[4200], sock[4200], err[4200];
+	snprintf(store, sizeof(store), "%s/store", dir);
+	snprintf(sock, sizeof(sock), "%s/ctl", dir);
+	snprintf(err, sizeof(err), "%s/stderr.txt", dir);
+	const char *argv[] = { REWIND_BIN, "run", "--kernel", rw_test_guest("counter"), "--args",
+			       "n=4000000000", "--no-stdin", "--store", store, "--checkpoint-every",
+			       "50ms", "--keep", "3", "--control", sock, NULL };
+	pid_t pid = spawn_rewind(argv, err);
+	json_int_t n = 0;
+	json_t *st = NULL;
+
+	for (int i = 0; i < 1200 && n < 20; i++) {
+		usleep(100 * 1000);
+		json_decref(st);
+		st = status(sock);
+		if (st)
+			n = json_integer_value(json_object_get(st, "checkpoints"));
+	}
+	cr_assert_geq(n, 20, "only %lld checkpoints were taken", (long long)n);
+	json_t *sch = json_object_get(st, "schedule");
+	cr_assert_not_null(sch, "status has no schedule");
+	cr_assert_eq(json_integer_value(json_object_get(sch, "keep")), 3);
+	cr_assert_gt(json_real_value(json_object_get(sch, "every_ms")), 49.0);
+	cr_assert_gt(json_integer_value(json_object_get(st, "store_bytes")), 0);
+	json_decref(st);
+
+	const char *quit[] = { "rewind", "ctl", sock, "quit", NULL };
+	struct cli_result r;
+	cr_assert_eq(cli_run(quit, NULL, 30, 0, &r), 0);
+	cli_result_free(&r);
+	int ws;
+	cr_assert_eq(waitpid(pid, &ws, 0), pid);
+	cr_assert(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "rewind exited with %d", ws);
+
+	const char *ls[] = { "rewind", "ls", "--store", store, "--json", NULL };
+	cr_assert_eq(cli_run(ls, NULL, 30, 0, &r), 0);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *l = json_loads(r.out, 0, NULL);
+	cr_assert_not_null(l, "ls --json: %s", r.out);
+	json_t *arr = json_is_array(l) ? l : json_object_get(l, "checkpoints");
+	cr_assert(json_is_array(arr), "ls --json: %s", r.out);
+	cr_assert_eq(json_array_size(arr), 3, "%zu checkpoints left, --keep 3", json_array_size(arr));
+	json_decref(l);
+	cli_result_free(&r);
+
+	const char *verify[] = { "rewind", "verify", "--store", store, NULL };
+	cr_assert_eq(cli_run(verify, NULL, 60, 0, &r), 0);
+	cr_assert_eq(r.status, 0, "verify: %s%s", r.out, r.err);
+	cli_result_free(&r);
+	const char *gc[] = { "rewind", "gc", "--store", store, "--dry-run", "--json", NULL };
+	cr_assert_eq(cli_run(gc, NULL, 60, 0, &r), 0);
+	cr_assert_eq(r.status, 0, "gc: %s%s", r.out, r.err);
+	cli_result_free(&r);
+}
+
+Test(schedule, flags_need_a_store)
+{
+	const char *a[] = { "rewind", "run", "--kernel", rw_test_guest("hello"), "--checkpoint-every", "1s", NULL };
+	struct cli_result r;
+	cr_assert_eq(cli_run(a, NULL, 30, 0, &r), 0);
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "--store"), "%s", r.err);
+	cli_result_free(&r);
+	const char *b[] = { "rewind", "run", "--kernel", rw_test_guest("hello"), "--store", "/tmp/x",
+			    "--checkpoint-every", "soon", NULL };
+	cr_assert_eq(cli_run(b, NULL, 30, 0, &r), 0);
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "--checkpoint-every"), "%s", r.err);
+	cli_result_free(&r);
+}
