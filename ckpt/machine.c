@@ -32,6 +32,7 @@
 #include "board.h"
 #include "console.h"
 #include "dirty.h"
+#include "disk.h"
 #include "log.h"
 #include "rw/abi.h"
 #include "state.h"
@@ -39,6 +40,7 @@
 #include "util.h"
 #include "vcpu.h"
 #include "vcpu_state.h"
+#include "virtio_blk.h"
 #include "vm.h"
 
 /*
@@ -58,6 +60,8 @@ struct capture {
 	struct platform_state platform;
 	struct dev_rec *devs;     /* device records, encoded during the pause */
 	unsigned ndevs;
+	struct disk_cap *disks;
+	unsigned ndisks;
 	uint64_t pause_ns;
 	uint64_t t_resume;
 	struct ckpt_report rep;
@@ -70,6 +74,15 @@ struct dev_rec {
 	uint32_t version;
 	uint8_t *data;
 	size_t len;
+};
+
+/* The blocks of one disk changed since the last checkpoint. */
+struct disk_cap {
+	struct disk *disk;
+	uint64_t nblocks;         /* the disk's size in blocks */
+	uint64_t *blocks;         /* ascending; malloc'ed */
+	uint64_t n;
+	uint8_t *data;            /* n * 4096: content, zeros for absent blocks */
 };
 
 struct machine {
@@ -121,6 +134,11 @@ static void capture_free(struct capture *c, unsigned ncpus)
 	for (unsigned i = 0; i < c->ndevs; i++)
 		free(c->devs[i].data);
 	free(c->devs);
+	for (unsigned i = 0; i < c->ndisks; i++) {
+		free(c->disks[i].blocks);
+		free(c->disks[i].data);
+	}
+	free(c->disks);
 	free(c);
 }
 
@@ -215,6 +233,58 @@ static int stage_reserve(struct machine *m, uint64_t n)
 	return 0;
 }
 
+/* Give every disk's captured blocks back to its checkpoint epoch. */
+static void disks_give_back(struct capture *c)
+{
+	for (unsigned i = 0; i < c->ndisks; i++)
+		disk_give_back(c->disks[i].disk, DISK_EPOCH_CKPT, c->disks[i].blocks, c->disks[i].n);
+}
+
+/*
+ * With the devices quiesced: take each disk's changed blocks and read their
+ * content (an absent block, one that reads from the backing file again, is
+ * stored as a hole; the device record says which blocks are present).
+ */
+static int capture_disks(struct vm *vm, struct capture *c)
+{
+	unsigned n = 0;
+	int ret = 0;
+
+	for (struct device *d = vm->devices; d; d = d->next)
+		if (virtio_blk_is(d))
+			n++;
+	if (!n)
+		return 0;
+	c->disks = calloc(n, sizeof(c->disks[0]));
+	if (!c->disks)
+		return -ENOMEM;
+	for (struct device *d = vm->devices; d && !ret; d = d->next) {
+		if (!virtio_blk_is(d))
+			continue;
+		struct disk_cap *dc = &c->disks[c->ndisks];
+		dc->disk = virtio_blk_disk(d);
+		dc->nblocks = disk_nblocks(dc->disk);
+		int64_t k = disk_take_dirty(dc->disk, DISK_EPOCH_CKPT, &dc->blocks);
+		if (k < 0) {
+			ret = (int)k;
+			break;
+		}
+		dc->n = (uint64_t)k;
+		c->ndisks++;
+		dc->data = calloc(dc->n ? dc->n : 1, RW_PAGE_SIZE);
+		if (!dc->data) {
+			ret = -ENOMEM;
+			break;
+		}
+		for (uint64_t i = 0; i < dc->n && !ret; i++)
+			if (disk_block_present(dc->disk, dc->blocks[i]))
+				ret = disk_read_block(dc->disk, dc->blocks[i], dc->data + i * RW_PAGE_SIZE);
+	}
+	if (ret)
+		disks_give_back(c);
+	return ret;
+}
+
 static int capture(struct machine *m, const char *label, struct capture **out)
 {
 	struct vm *vm = m->vm;
@@ -248,12 +318,15 @@ static int capture(struct machine *m, const char *label, struct capture **out)
 		ret = platform_state_save(vm, &c->platform);
 	if (!ret)
 		ret = state_devices_save(vm, put_dev, c);
+	if (!ret)
+		ret = capture_disks(vm, c);
 	if (ret)
 		goto resume;
 	c->npages = dirty_take_into(m->dirty, DIRTY_CKPT, c->pages, dirty_npages(m->dirty));
 	ret = stage_reserve(m, c->npages);
 	if (ret) {
 		dirty_give_back(m->dirty, DIRTY_CKPT, c->pages, c->npages);
+		disks_give_back(c);
 		goto resume;
 	}
 	c->data = m->stage_data;
@@ -329,6 +402,15 @@ static int persist(struct machine *m, struct capture *c, uint64_t *id, struct st
 	for (unsigned i = 0; !ret && i < c->ndevs; i++)
 		ret = store_ckpt_put_record(sc, c->devs[i].key, c->devs[i].version, c->devs[i].data,
 					    c->devs[i].len);
+	for (unsigned i = 0; !ret && i < c->ndisks; i++) {
+		const struct disk_cap *dc = &c->disks[i];
+		const char *name = disk_name(dc->disk);
+
+		ret = store_ckpt_set_size(sc, name, dc->nblocks);
+		for (uint64_t k = 0; !ret && k < dc->n; k += 1024)
+			ret = store_ckpt_add_pages(sc, name, dc->blocks + k, dc->data + k * RW_PAGE_SIZE,
+						   MIN((uint64_t)1024, dc->n - k));
+	}
 	if (ret) {
 		store_ckpt_abort(sc);
 		return ret;
@@ -416,6 +498,8 @@ static void *writer_thread(void *arg)
 		r->parent = c->parent;
 		snprintf(r->label, sizeof(r->label), "%s", c->label);
 		r->dirty_pages = c->npages;
+		for (unsigned i = 0; i < c->ndisks; i++)
+			r->dirty_blocks += c->disks[i].n;
 		r->pause_ns = c->pause_ns;
 		r->persist_ns = rw_now_ns() - c->t_resume;
 		r->err = ret;
@@ -428,6 +512,7 @@ static void *writer_thread(void *arg)
 		} else {
 			/* the pages were not made durable: they stay dirty */
 			dirty_give_back(m->dirty, DIRTY_CKPT, c->pages, c->npages);
+			disks_give_back(c);
 		}
 		pthread_mutex_lock(&m->lock);
 		if (ret == 0) {
@@ -698,6 +783,85 @@ static int load_apply(struct vm *vm, uint64_t id, struct store_snap *sn, struct 
 	return ret;
 }
 
+/* ------------------------------------------------------- disk content */
+
+/* A disk's present ranges, to compare before and after a device load. */
+struct present_set {
+	struct disk_range *r;
+	uint64_t n;
+};
+
+static int present_snapshot(struct disk *d, struct present_set *ps)
+{
+	uint64_t from = 0, start, count;
+
+	ps->r = NULL;
+	ps->n = 0;
+	while (disk_present_next(d, from, &start, &count)) {
+		struct disk_range *p = realloc(ps->r, (ps->n + 1) * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		ps->r = p;
+		ps->r[ps->n++] = (struct disk_range){ start, count };
+		from = start + count;
+	}
+	return 0;
+}
+
+static bool present_in(const struct present_set *ps, uint64_t idx)
+{
+	uint64_t lo = 0, hi = ps->n;
+
+	while (lo < hi) {
+		uint64_t mid = (lo + hi) / 2;
+		if (idx < ps->r[mid].start)
+			hi = mid;
+		else if (idx >= ps->r[mid].start + ps->r[mid].count)
+			lo = mid + 1;
+		else
+			return true;
+	}
+	return false;
+}
+
+static int cmp_u64(const void *a, const void *b);
+
+/*
+ * After the device records of checkpoint sn were loaded (which set each
+ * disk's present map): give every present block the checkpoint's content
+ * where it may differ: a block in changed[] (changed since the head, or
+ * differing between head and target; may be NULL = every block), or one
+ * that was not present before the load (before may be NULL = none was).
+ */
+static int restore_disk(struct machine *m, struct store_snap *sn, struct disk *d,
+			const struct present_set *before, uint64_t *changed, uint64_t nchanged)
+{
+	uint64_t from = 0, start, count;
+	uint8_t *buf = malloc(RW_PAGE_SIZE);
+	int ret = 0;
+
+	(void)m;
+	if (!buf)
+		return -ENOMEM;
+	if (changed)
+		qsort(changed, nchanged, sizeof(changed[0]), cmp_u64);
+	while (!ret && disk_present_next(d, from, &start, &count)) {
+		for (uint64_t b = start; !ret && b < start + count; b++) {
+			bool need = !changed || !before || !present_in(before, b);
+			if (!need)
+				need = bsearch(&b, changed, nchanged, sizeof(b), cmp_u64) != NULL;
+			if (!need)
+				continue;
+			ret = store_snap_read(sn, disk_name(d), b, 1, buf);
+			if (!ret)
+				ret = disk_restore_block(d, b, buf, DISK_EPOCH_CKPT);
+		}
+		from = start + count;
+	}
+	free(buf);
+	return ret;
+}
+
 /* ------------------------------------------------------------ rollback */
 
 struct page_set {
@@ -749,6 +913,81 @@ static int rewrite_pages(struct machine *m, struct store_snap *sn, const uint64_
 		i = j;
 	}
 	return 0;
+}
+
+static int disk_range_add(void *arg, uint64_t first, uint64_t n)
+{
+	return page_set_add(arg, first, n);
+}
+
+/*
+ * Apply the target's records (vCPUs, platform, devices: the device load sets
+ * each disk's present map), then rewrite the disk blocks that changed since
+ * the head or differ between head and target.
+ */
+static int rollback_disks(struct machine *m, struct store_snap *sn, uint64_t id,
+			  struct loaded_state *ls)
+{
+	struct vm *vm = m->vm;
+	unsigned n = 0, i = 0;
+	int ret = 0;
+
+	for (struct device *d = vm->devices; d; d = d->next)
+		if (virtio_blk_is(d))
+			n++;
+	struct present_set *before = calloc(n ? n : 1, sizeof(*before));
+	struct page_set *changed = calloc(n ? n : 1, sizeof(*changed));
+	if (!before || !changed) {
+		free(before);
+		free(changed);
+		return -ENOMEM;
+	}
+	for (struct device *d = vm->devices; d && !ret; d = d->next) {
+		if (!virtio_blk_is(d))
+			continue;
+		struct disk *dk = virtio_blk_disk(d);
+		uint64_t *blocks = NULL;
+		int64_t k = disk_take_dirty(dk, DISK_EPOCH_CKPT, &blocks);
+		if (k < 0) {
+			ret = (int)k;
+			break;
+		}
+		for (int64_t j = 0; !ret && j < k; j++)
+			ret = page_set_add(&changed[i], blocks[j], 1);
+		free(blocks);
+		if (!ret && m->head_id && m->head_id != id) {
+			ret = store_diff(m->store, m->head_id, id, disk_name(dk), disk_range_add,
+					 &changed[i], NULL);
+			if (ret == RW_ENOTFOUND) { /* head deleted: every block */
+				free(changed[i].p);
+				changed[i] = (struct page_set){ 0 };
+				changed[i].n = UINT64_MAX;
+				ret = 0;
+			}
+		}
+		if (!ret)
+			ret = present_snapshot(dk, &before[i]);
+		i++;
+	}
+	if (!ret)
+		ret = load_apply(vm, id, sn, ls);
+	i = 0;
+	for (struct device *d = vm->devices; d && !ret; d = d->next) {
+		if (!virtio_blk_is(d))
+			continue;
+		bool all = changed[i].n == UINT64_MAX;
+		ret = restore_disk(m, sn, virtio_blk_disk(d), all ? NULL : &before[i],
+				   all ? NULL : changed[i].p, all ? 0 : changed[i].n);
+		i++;
+	}
+	for (unsigned j = 0; j < n; j++) {
+		free(before[j].r);
+		if (changed[j].n != UINT64_MAX)
+			free(changed[j].p);
+	}
+	free(before);
+	free(changed);
+	return ret;
 }
 
 int machine_rollback(struct machine *m, uint64_t id)
@@ -816,7 +1055,7 @@ int machine_rollback(struct machine *m, uint64_t id)
 	set.n = u;
 	ret = rewrite_pages(m, sn, set.p, set.n);
 	if (!ret)
-		ret = load_apply(vm, id, sn, &ls);
+		ret = rollback_disks(m, sn, id, &ls);
 	if (ret) {
 		/* guest memory is part old, part new: it cannot run on */
 		struct vm_stop_info why = { .reason = VM_STOP_ERROR, .err = ret };
@@ -1092,6 +1331,20 @@ int machine_restore(uint64_t id, const struct machine_opts *o, struct machine **
 		goto fail;
 	}
 	ret = load_apply(m->vm, id, sn, &ls);
+	for (struct device *d = m->vm->devices; !ret && d; d = d->next) {
+		if (!virtio_blk_is(d))
+			continue;
+		ret = restore_disk(m, sn, virtio_blk_disk(d), NULL, NULL, 0);
+		if (ret) {
+			rw_error("checkpoint %" PRIu64 ": restoring disk %s: %s", id,
+				 disk_name(virtio_blk_disk(d)), rw_strerror(ret));
+			break;
+		}
+		/* the disk equals the checkpoint: nothing changed since it */
+		uint64_t *b = NULL;
+		if (disk_take_dirty(virtio_blk_disk(d), DISK_EPOCH_CKPT, &b) >= 0)
+			free(b);
+	}
 	if (ret)
 		goto fail;
 	m->config_blob = malloc(info->config_len);

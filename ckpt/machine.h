@@ -27,6 +27,7 @@ struct ckpt_report {
 	uint64_t parent;        /* 0 for the first (full) checkpoint */
 	char label[128];
 	uint64_t dirty_pages;   /* pages captured */
+	uint64_t dirty_blocks;  /* disk blocks captured, all disks */
 	uint64_t new_chunks;
 	uint64_t dedup_hits;
 	uint64_t zero_pages;

@@ -1135,7 +1135,22 @@ int state_config_encode_ext(const struct vm_config *cfg, const struct state_conf
 	rec_put_str(&w, cfg->serial_out);
 	rec_put_u8(&w, cfg->serial_in ? 1 : 0);
 	ret = 0;
-	if (ext && ext->put)
+	for (unsigned i = 0; i < cfg->ndisks && i < RW_MAX_DISKS; i++) {
+		const struct vm_disk_config *d = &cfg->disks[i];
+		uint8_t ro = d->ro ? 1 : 0, engine = (uint8_t)d->engine;
+
+		if (!bounded(d->path, sizeof(d->path)) || !bounded(d->id, sizeof(d->id))) {
+			ret = -EINVAL;
+			break;
+		}
+		rec_tag_begin(&w, STATE_CFG_TAG_DISK);
+		rec_put_tagged(&w, STATE_CFG_DISK_PATH, d->path, strlen(d->path));
+		rec_put_tagged(&w, STATE_CFG_DISK_ID, d->id, strlen(d->id));
+		rec_put_tagged(&w, STATE_CFG_DISK_RO, &ro, 1);
+		rec_put_tagged(&w, STATE_CFG_DISK_ENGINE, &engine, 1);
+		rec_tag_end(&w);
+	}
+	if (!ret && ext && ext->put)
 		ret = ext->put(ext->arg, &w);
 	if (!ret)
 		ret = rec_take(&w, buf, len);
@@ -1158,6 +1173,71 @@ static int get_str_field(struct rec_reader *r, struct why *w, const char *name, 
 		return refuse(w, rec_error(r),
 			      "%s: truncated, longer than %zu bytes, or holding a NUL", name,
 			      cap - 1);
+	return 0;
+}
+
+/* A string field of a disk: its bytes, no NUL, shorter than cap. */
+static int disk_str(struct rec_reader *f, char *buf, size_t cap, const char *name)
+{
+	size_t n = rec_remaining(f);
+
+	if (n >= cap)
+		return rec_fail(f, RW_ECORRUPT, name);
+	if (rec_get_bytes(f, buf, n))
+		return rec_fail(f, RW_ECORRUPT, name);
+	buf[n] = 0;
+	if (strlen(buf) != n)
+		return rec_fail(f, RW_ECORRUPT, name);
+	return 0;
+}
+
+/* One STATE_CFG_TAG_DISK field into the next slot of cfg->disks. */
+static int parse_disk(struct rec_reader *field, struct vm_config *cfg, struct why *w)
+{
+	struct vm_disk_config d = { 0 };
+	struct rec_reader f;
+	uint16_t tag;
+	uint8_t v;
+	bool have_path = false;
+	int ret;
+
+	if (cfg->ndisks >= RW_MAX_DISKS)
+		return refuse(w, RW_ECORRUPT, "disks: more than %d", RW_MAX_DISKS);
+	while ((ret = rec_next_tag(field, &tag, &f)) > 0) {
+		switch (tag) {
+		case STATE_CFG_DISK_PATH:
+			if (disk_str(&f, d.path, sizeof(d.path), "disk.path"))
+				return refuse_reader(w, &f, "disk.path");
+			have_path = d.path[0] != 0;
+			break;
+		case STATE_CFG_DISK_ID:
+			if (disk_str(&f, d.id, sizeof(d.id), "disk.id"))
+				return refuse_reader(w, &f, "disk.id");
+			break;
+		case STATE_CFG_DISK_RO:
+			if (rec_get_u8(&f, &v) || v > 1)
+				return refuse(w, RW_ECORRUPT, "disk %u: ro: not 0 or 1", cfg->ndisks);
+			d.ro = v;
+			break;
+		case STATE_CFG_DISK_ENGINE:
+			if (rec_get_u8(&f, &v) || v > DISK_ENGINE_SYNC)
+				return refuse(w, RW_ECORRUPT, "disk %u: engine: unknown", cfg->ndisks);
+			d.engine = (enum disk_engine)v;
+			break;
+		default:
+			if (rec_tag_unknown(field, tag))
+				return refuse(w, RW_EVERSION, "disk %u: tag 0x%04x: unknown critical field",
+					      cfg->ndisks, tag);
+		}
+	}
+	if (ret < 0)
+		return refuse_reader(w, field, "disk");
+	if (!have_path)
+		return refuse(w, RW_ECORRUPT, "disk %u: path: missing or empty", cfg->ndisks);
+	for (unsigned i = 0; d.id[0] && i < cfg->ndisks; i++)
+		if (strcmp(cfg->disks[i].id, d.id) == 0)
+			return refuse(w, RW_ECORRUPT, "disk %u: id '%s' used twice", cfg->ndisks, d.id);
+	cfg->disks[cfg->ndisks++] = d;
 	return 0;
 }
 
@@ -1184,6 +1264,12 @@ static int parse_config(struct rec_reader *r, const struct state_config_ext *ext
 	while ((ret = rec_next_tag(r, &tag, &field)) > 0) {
 		int took = 0;
 
+		if (tag == STATE_CFG_TAG_DISK) {
+			ret = parse_disk(&field, cfg, w);
+			if (ret)
+				return ret;
+			continue;
+		}
 		if (ext && ext->tag) {
 			took = ext->tag(ext->arg, tag, &field);
 			if (took < 0) {

@@ -19,6 +19,7 @@
 #include "cli_ctl.h"
 #include "cli_store.h"
 #include "control.h"
+#include "disk.h"
 #include "machine.h"
 #include "schedule.h"
 #include "err.h"
@@ -38,6 +39,7 @@ static void usage(FILE *f)
 		"Run a VM, or restore one from a checkpoint:\n"
 		"  rewind run --kernel FILE [--mem SIZE] [--cpus N] [--args STR]\n"
 		"             [--entry kernel|user] [--serial-out FILE] [--no-stdin]\n"
+		"             [--disk PATH[,id=NAME][,ro][,engine=uring|sync]]...\n"
 		"             [--store DIR [--dirty-log ring|bitmap] [--relaxed-sync] [--json]]\n"
 		"             [--control PATH] [--checkpoint-every DURATION [--keep N]]\n"
 		"  rewind restore --store DIR ID [--serial-out FILE] [--no-stdin] [--json]\n"
@@ -50,6 +52,11 @@ static void usage(FILE *f)
 		"                        user: the VMM enters the CPL3 program directly\n"
 		"      --serial-out FILE write the guest console to FILE instead of stdout\n"
 		"      --no-stdin        do not feed stdin to the guest console\n"
+		"      --disk SPEC       a virtio-blk disk (up to 8). PATH is never written:\n"
+		"                        writes go to a copy-on-write overlay that checkpoints\n"
+		"                        capture and rollbacks restore. id=NAME names it (the\n"
+		"                        record is dev/virtio-blk/NAME), ro makes it read-only,\n"
+		"                        engine=sync uses pread/pwrite instead of io_uring\n"
 		"      --store DIR       checkpoint store (created if missing); the guest and\n"
 		"                        rewind ctl can then take checkpoints and roll back\n"
 		"      --dirty-log MODE  ring (default): KVM's per-vCPU dirty ring; bitmap:\n"
@@ -129,6 +136,7 @@ enum {
 	OPT_CONTROL,
 	OPT_EVERY,
 	OPT_KEEP,
+	OPT_DISK,
 };
 
 static const struct option run_opts[] = {
@@ -147,6 +155,7 @@ static const struct option run_opts[] = {
 	{ "control", required_argument, NULL, OPT_CONTROL },
 	{ "checkpoint-every", required_argument, NULL, OPT_EVERY },
 	{ "keep", required_argument, NULL, OPT_KEEP },
+	{ "disk", required_argument, NULL, OPT_DISK },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -330,6 +339,18 @@ static int parse_run(int argc, char **argv, struct run_args *a)
 				return usage_error("--checkpoint-every needs a duration of at least 1ms, "
 						   "such as 200ms or 5s (got '%s')", optarg);
 			break;
+		case OPT_DISK: {
+			char why[256];
+			if (cfg->ndisks == RW_MAX_DISKS)
+				return usage_error("at most 8 --disk options%s", "");
+			if (disk_config_parse(optarg, &cfg->disks[cfg->ndisks], why, sizeof(why))) {
+				fprintf(stderr, "rewind: error: --disk %s: %s (see rewind --help)\n", optarg, why);
+				return EXIT_USAGE;
+			}
+			cfg->ndisks++;
+			a->vm_flags = true;
+			break;
+		}
 		case OPT_KEEP:
 			if (rw_parse_uint(optarg, 1, 1000000, &v))
 				return usage_error("--keep must be a number of checkpoints >= 1 (got '%s')", optarg);

@@ -222,100 +222,40 @@ Test(state_config, truncation_flips_version_and_kind_refused)
 	free(buf);
 }
 
-/* ------------------------------------------------------------ disk hook */
+/* ---------------------------------------------------------------- disks */
 
-struct disk {
-	char path[256];
-	char id[64];
-	uint8_t ro;
-	uint8_t engine;
-};
-
-struct disks {
-	unsigned n;
-	struct disk d[4];
-};
-
-static int disks_put(void *arg, struct rec_writer *w)
+Test(state_config, disks_round_trip_and_checks)
 {
-	const struct disks *ds = arg;
-
-	for (unsigned i = 0; i < ds->n; i++) {
-		rec_tag_begin(w, STATE_CFG_TAG_DISK);
-		rec_tag_begin(w, STATE_CFG_DISK_PATH);
-		rec_put_str(w, ds->d[i].path);
-		rec_tag_end(w);
-		rec_tag_begin(w, STATE_CFG_DISK_ID);
-		rec_put_str(w, ds->d[i].id);
-		rec_tag_end(w);
-		rec_put_tagged(w, STATE_CFG_DISK_RO, &ds->d[i].ro, 1);
-		rec_put_tagged(w, STATE_CFG_DISK_ENGINE, &ds->d[i].engine, 1);
-		rec_tag_end(w);
-	}
-	return w->err;
-}
-
-static int disks_tag(void *arg, uint16_t tag, struct rec_reader *field)
-{
-	struct disks *ds = arg;
-	struct rec_reader f;
-	struct disk *d;
-	uint16_t t;
-	int ret;
-
-	if (tag != STATE_CFG_TAG_DISK)
-		return 0;
-	if (ds->n >= 4)
-		return rec_fail(field, RW_ELIMIT, "disks");
-	d = &ds->d[ds->n++];
-	while ((ret = rec_next_tag(field, &t, &f)) > 0) {
-		if (t == STATE_CFG_DISK_PATH)
-			rec_get_str(&f, d->path, sizeof(d->path));
-		else if (t == STATE_CFG_DISK_ID)
-			rec_get_str(&f, d->id, sizeof(d->id));
-		else if (t == STATE_CFG_DISK_RO)
-			rec_get_u8(&f, &d->ro);
-		else if (t == STATE_CFG_DISK_ENGINE)
-			rec_get_u8(&f, &d->engine);
-		else if (rec_tag_unknown(field, t))
-			break;
-		if (d->ro > 1)
-			return rec_fail(field, RW_ECORRUPT, "disk.ro");
-	}
-	return rec_error(field) ? rec_error(field) : 1;
-}
-
-Test(state_config, disk_fields_through_the_hook)
-{
-	struct disks in = { 2,
-			    { { "/img/a.img", "data", 0, 0 }, { "/img/b.img", "logs", 1, 1 } } };
-	struct disks got = { 0 };
-	struct state_config_ext put = { .put = disks_put, .arg = &in };
-	struct state_config_ext take = { .tag = disks_tag, .arg = &got };
 	struct vm_config cfg, out;
 	uint8_t *buf = NULL;
 	size_t len;
 	char why[WHY];
 
 	sample(&cfg);
-	cr_assert_eq(state_config_encode_ext(&cfg, &put, &buf, &len), 0);
-	/* the hook's reader takes the disks back */
-	cr_assert_eq(state_config_decode_ext(buf, len, &take, &out, why, sizeof(why)), 0, "%s",
-		     why);
-	cr_assert_eq(memcmp(&cfg, &out, sizeof(cfg)), 0);
-	cr_assert_eq(got.n, 2);
-	cr_assert_eq(memcmp(&got, &in, sizeof(in)), 0);
-	/* a reader that knows no disks refuses rather than dropping them */
-	expect_refused(buf, len, RW_EVERSION, "tag 0x8100", "disks without the hook");
+	cfg.ndisks = 2;
+	snprintf(cfg.disks[0].path, sizeof(cfg.disks[0].path), "/img/a.img");
+	snprintf(cfg.disks[0].id, sizeof(cfg.disks[0].id), "data");
+	snprintf(cfg.disks[1].path, sizeof(cfg.disks[1].path), "/img/b.img");
+	cfg.disks[1].ro = true;
+	cfg.disks[1].engine = DISK_ENGINE_SYNC;
+	cr_assert_eq(state_config_encode(&cfg, &buf, &len), 0);
+	cr_assert_eq(state_config_decode(buf, len, &out, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(memcmp(&cfg, &out, sizeof(cfg)), 0, "disks did not round-trip");
 	free(buf);
 
-	/* a bad value inside a disk is refused with the hook's field name */
-	in.d[1].ro = 7;
-	memset(&got, 0, sizeof(got));
-	cr_assert_eq(state_config_encode_ext(&cfg, &put, &buf, &len), 0);
-	cr_assert_eq(state_config_decode_ext(buf, len, &take, &out, why, sizeof(why)),
-		     RW_ECORRUPT);
-	cr_assert_not_null(strstr(why, "disk.ro"), "%s", why);
+	/* the same id twice is refused, naming it */
+	snprintf(cfg.disks[1].id, sizeof(cfg.disks[1].id), "data");
+	cr_assert_eq(state_config_encode(&cfg, &buf, &len), 0);
+	cr_assert_eq(state_config_decode(buf, len, &out, why, sizeof(why)), RW_ECORRUPT);
+	cr_assert_not_null(strstr(why, "'data' used twice"), "%s", why);
+	free(buf);
+
+	/* a disk without a path is refused */
+	cfg.disks[1].id[0] = 0;
+	cfg.disks[1].path[0] = 0;
+	cr_assert_eq(state_config_encode(&cfg, &buf, &len), 0);
+	cr_assert_eq(state_config_decode(buf, len, &out, why, sizeof(why)), RW_ECORRUPT);
+	cr_assert_not_null(strstr(why, "path"), "%s", why);
 	free(buf);
 }
 
