@@ -1469,6 +1469,24 @@ int machine_resume(struct machine *m)
 	return 0;
 }
 
+int machine_read_disk_block(struct machine *m, const char *disk_id, uint64_t idx, void *buf)
+{
+	struct vm *vm = m->vm;
+	struct device *dev = vm_find_device(vm, "virtio-blk", disk_id);
+	int ret;
+
+	if (!dev || !virtio_blk_is(dev))
+		return RW_ENOTFOUND;
+	vm_pause(vm);
+	ret = dev->type->ops->quiesce ? dev->type->ops->quiesce(dev) : 0;
+	if (!ret)
+		ret = disk_read_block(virtio_blk_disk(dev), idx, buf);
+	if (dev->type->ops->resume)
+		dev->type->ops->resume(dev);
+	vm_resume(vm);
+	return ret;
+}
+
 void machine_quit(struct machine *m)
 {
 	struct vm_stop_info why = { .reason = VM_STOP_REQUEST };

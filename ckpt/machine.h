@@ -109,6 +109,13 @@ void machine_status(struct machine *m, struct machine_status *st);
 /* Ask the VM to stop (as the control socket's quit). */
 void machine_quit(struct machine *m);
 
+/*
+ * Read block idx (4 KiB) of the disk with instance id disk_id as the guest
+ * sees it, with the VM paused and its devices quiesced for the read.
+ * Returns 0, RW_ENOTFOUND (no such disk), or the disk's error.
+ */
+int machine_read_disk_block(struct machine *m, const char *disk_id, uint64_t idx, void *buf) RW_MUST_CHECK;
+
 /* Test hook: the next n checkpoints fail part-way through storing pages. */
 void machine_inject_persist_failures(struct machine *m, unsigned n);
 

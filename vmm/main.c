@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli_ctl.h"
+#include "cli_demo.h"
 #include "cli_store.h"
 #include "control.h"
 #include "disk.h"
@@ -35,6 +36,9 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: rewind COMMAND [OPTIONS]\n"
+		"\n"
+		"The demo (periodic checkpoints of a guest with disks, a rollback, a summary):\n"
+		"  rewind demo [--store DIR] [--json]\n"
 		"\n"
 		"Run a VM, or restore one from a checkpoint:\n"
 		"  rewind run --kernel FILE [--mem SIZE] [--cpus N] [--args STR]\n"
@@ -474,6 +478,7 @@ static const struct command commands[] = {
 	{ "run", cmd_run },
 	{ "restore", cmd_restore },
 	{ "ctl", cli_ctl_main },
+	{ "demo", cli_demo_main },
 };
 
 int main(int argc, char **argv)
