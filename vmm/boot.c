@@ -721,6 +721,9 @@ static uint64_t guest_xcr0(const struct vm *vm)
 	return x;
 }
 
+#define APIC_LVT_LINT0 0x350
+#define APIC_LVT_MASKED (1u << 16)
+
 int boot_setup_vcpu(struct vm *vm, struct vcpu *vcpu)
 {
 	const struct boot_image *img = &vm->image;
@@ -796,5 +799,22 @@ int boot_setup_vcpu(struct vm *vm, struct vcpu *vcpu)
 		if (ioctl(vcpu->fd, KVM_SET_MP_STATE, &mp))
 			return -errno;
 	}
+
+	/*
+	 * Mask LINT0. KVM resets the BSP's LINT0 to ExtINT, so any ISA
+	 * interrupt reaching the (never programmed) 8259 PIC would arrive as a
+	 * vector below 32, which the guest takes for an exception. rewind's
+	 * guests take device interrupts through the IOAPIC only.
+	 */
+	struct kvm_lapic_state lapic;
+	uint32_t lint0;
+
+	if (ioctl(vcpu->fd, KVM_GET_LAPIC, &lapic))
+		return -errno;
+	memcpy(&lint0, lapic.regs + APIC_LVT_LINT0, 4);
+	lint0 |= APIC_LVT_MASKED;
+	memcpy(lapic.regs + APIC_LVT_LINT0, &lint0, 4);
+	if (ioctl(vcpu->fd, KVM_SET_LAPIC, &lapic))
+		return -errno;
 	return 0;
 }

@@ -422,7 +422,13 @@ int cli_demo_main(int argc, char **argv)
 
 	/* the verdict and the summary */
 	uint64_t k = d->first_after ? d->first_after - 1 : 0;
-	ok = d->mismatched == 0 && d->compared > 0 && log_after == k && log_before > log_after;
+	/*
+	 * The disk log must be where the guest was at the checkpoint: k records
+	 * (the last step printed before it), or k + 1 if the checkpoint fell
+	 * between the guest's write of step k+1's header and its step line.
+	 */
+	ok = d->mismatched == 0 && d->compared > 0 && (log_after == k || log_after == k + 1) &&
+	     log_before > log_after;
 	struct store *sto = NULL;
 	struct store_stats ss = { 0 };
 	if (store_open(d->store, NULL, &sto) == 0) {
