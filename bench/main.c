@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "bench_devices.h"
 #include "bench_store.h"
 #include "log.h"
 
@@ -20,6 +21,7 @@ static const struct bench_cmd cmds[] = {
 	{ "store", bench_store_main, "checkpoint store: incremental write vs raw LMDB, read vs memcpy" },
 	{ "ckpt", bench_ckpt_main, "checkpoint pause vs memcpy of the dirty pages, persist time" },
 	{ "reset", bench_reset_main, "fast reset loop vs KVM_RUN round trip + memcpy" },
+	{ "devices", bench_devices_main, "virtio-blk throughput vs direct host I/O; checkpointing a writing guest" },
 };
 
 static void usage(FILE *f)

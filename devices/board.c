@@ -7,8 +7,26 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "rw/abi.h"
 #include "serial.h"
+#include "util.h"
+#include "virtio_blk.h"
 #include "vm.h"
+
+/*
+ * Interrupt lines (GSIs) of the virtio-mmio windows, by slot (window n sits
+ * at RW_GPA_VIRTIO_BASE + n * RW_VIRTIO_WINDOW). IOAPIC-only pins 16-23
+ * first: a GSI below 16 also drives KVM's 8259 PIC, which comes out of
+ * reset unmasked with vector base 0 and reaches the boot vCPU through
+ * LINT0 (ExtINT) until the guest masks it, so a level-triggered line
+ * raised early (DEVICE_NEEDS_RESET's configuration interrupt) would arrive
+ * as exception vector 5. The IOAPIC's pins reset masked. Then ISA lines,
+ * skipping the PIT (0), keyboard (1), cascade (2), COM2 (3), COM1 (4), RTC
+ * (8) and the FPU (13).
+ */
+static const uint32_t board_virtio_irqs[RW_VIRTIO_MAX] = {
+	16, 17, 18, 19, 20, 21, 22, 23, 5, 6, 7, 9, 10, 11, 12, 14,
+};
 
 /* The console UART, writing to stdout or to the --serial-out file. */
 static int board_console(struct vm *vm)
@@ -33,9 +51,35 @@ static int board_console(struct vm *vm)
 	return ret;
 }
 
+/* One virtio-blk per --disk, in the next free virtio-mmio windows. */
+static int board_disks(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->cfg.ndisks && i < RW_MAX_DISKS; i++) {
+		const struct vm_disk_config *dc = &vm->cfg.disks[i];
+		unsigned slot = vm->nr_virtio;
+		struct virtio_blk *b;
+		int ret;
+
+		if (slot >= ARRAY_SIZE(board_virtio_irqs)) {
+			rw_error("disk '%s': no virtio-mmio window left", dc->path);
+			return -ENOSPC;
+		}
+		/* virtio_blk_create() logs its failures with the disk and the cause */
+		ret = virtio_blk_create(vm, RW_GPA_VIRTIO_BASE + slot * RW_VIRTIO_WINDOW,
+					board_virtio_irqs[slot], dc, &b);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 int board_build(struct vm *vm)
 {
-	return board_console(vm);
+	int ret = board_console(vm);
+
+	if (!ret)
+		ret = board_disks(vm);
+	return ret;
 }
 
 struct serial *board_serial(struct vm *vm)

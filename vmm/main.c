@@ -431,26 +431,28 @@ static int run_machine(int argc, char **argv, bool restore)
 			return EXIT_USAGE;
 		return 1;
 	}
-	ret = machine_start(m);
-	if (ret) {
-		rw_error("starting the VM: %s", rw_strerror(ret));
-		machine_destroy(m);
-		return 1;
-	}
-	if (a.keep)
-		machine_set_retention(m, a.keep);
-	if (a.every_ns && sched_start(m, a.every_ns, print_skip, &a, &a.sched)) {
-		rw_error("starting the checkpoint schedule failed");
-		machine_destroy(m);
-		return 1;
-	}
+	/* the socket is up before the guest runs, so a client never misses it */
 	if (a.control) {
 		if (control_start(m, a.control, &ctl)) {
-			sched_stop(a.sched);
 			machine_destroy(m); /* control_start said why */
 			return 1;
 		}
 		control_set_status_extra(ctl, status_extra, &a);
+	}
+	if (a.keep)
+		machine_set_retention(m, a.keep);
+	ret = machine_start(m);
+	if (ret) {
+		rw_error("starting the VM: %s", rw_strerror(ret));
+		control_stop(ctl);
+		machine_destroy(m);
+		return 1;
+	}
+	if (a.every_ns && sched_start(m, a.every_ns, print_skip, &a, &a.sched)) {
+		rw_error("starting the checkpoint schedule failed");
+		control_stop(ctl);
+		machine_destroy(m);
+		return 1;
 	}
 	machine_wait(m, &st);
 	control_stop(ctl);

@@ -19,7 +19,8 @@
  *
  * and after needs-reset or timeout resets and re-initialises the device.
  * Then a valid one-sector read shows the device still works:
- * "blkevil: done", exit 0. Exit 1 if the re-initialisation or the final
+ * "blkevil: done", exit 0 (with the argument "hold" it stays alive instead,
+ * sleeping, so the host can be queried afterwards). Exit 1 if the re-initialisation or the final
  * read fails ("blkevil: reset failed <e>", "blkevil: final read failed <e>"),
  * 2 without a disk or for an unknown kind.
  *
@@ -231,5 +232,7 @@ int rw_main(const char *args)
 		return 1;
 	}
 	rw_print("blkevil: done\n");
+	while (rw_arg_has(args, "hold"))
+		rw_sleep_ms(1000);
 	return 0;
 }
