@@ -21,6 +21,8 @@
 #include "bench.h"
 #include "log.h"
 #include "machine.h"
+#include "schedule.h"
+#include <pthread.h>
 
 static int one(uint64_t mem, uint64_t n, enum dirty_mode mode, unsigned reps)
 {
@@ -171,4 +173,146 @@ int bench_ckpt_main(int argc, char **argv)
 			return 1;
 	}
 	return 0;
+}
+
+/* ------------------------------------------- checkpoints of a writing guest */
+
+struct writes_run {
+	double guest_mib_s;      /* mean write throughput the guest measured */
+	double pause_us;         /* medians over the checkpoints */
+	double persist_ms;
+	double bytes;
+	unsigned checkpoints;
+	unsigned skipped;
+};
+
+struct report_log {
+	pthread_mutex_t lock;
+	double pause[256], persist[256], bytes[256];
+	unsigned n;
+};
+
+static void log_report(void *opaque, const struct ckpt_report *r)
+{
+	struct report_log *l = opaque;
+
+	pthread_mutex_lock(&l->lock);
+	if (!r->err && r->parent && l->n < 256) { /* the first, full one is not typical */
+		l->pause[l->n] = (double)r->pause_ns / 1e3;
+		l->persist[l->n] = (double)r->persist_ns / 1e6;
+		l->bytes[l->n] = (double)r->bytes_written;
+		l->n++;
+	}
+	pthread_mutex_unlock(&l->lock);
+}
+
+/* Mean of the guest's own "writer: period N bytes B us T" lines. */
+static double guest_rate(const char *console)
+{
+	FILE *f = fopen(console, "r");
+	char line[256];
+	double bytes = 0, us = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long p, b, t;
+		if (sscanf(line, "writer: period %llu bytes %llu us %llu", &p, &b, &t) == 3 && p > 1) {
+			bytes += (double)b;
+			us += (double)t;
+		}
+	}
+	fclose(f);
+	return us > 0 ? bytes / (1 << 20) / (us / 1e6) : 0;
+}
+
+static int writes_run(const char *dir, unsigned mib, bool ckpt, struct writes_run *out)
+{
+	char disk[4200], store[4200], console[4200];
+	struct vm_config cfg;
+	struct machine_opts o = { 0 };
+	struct report_log l = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct machine *m;
+	struct sched *s = NULL;
+	struct vm_stop_info st;
+
+	snprintf(disk, sizeof(disk), "%.3900s/writer-%u.img", dir, mib);
+	snprintf(store, sizeof(store), "%.3900s/store-%u", dir, mib);
+	snprintf(console, sizeof(console), "%.3900s/writer-%u-%d.txt", dir, mib, ckpt);
+	FILE *f = fopen(disk, "w");
+	if (!f || ftruncate(fileno(f), 1ULL << 30)) {
+		if (f)
+			fclose(f);
+		return 1;
+	}
+	fclose(f);
+	config_init(&cfg);
+	cfg.mem_size = 128 << 20;
+	cfg.serial_in = false;
+	snprintf(cfg.kernel, sizeof(cfg.kernel), "%.4000s", bench_guest("writer"));
+	snprintf(cfg.args, sizeof(cfg.args), "mib=%u period_ms=500 periods=8", mib);
+	snprintf(cfg.serial_out, sizeof(cfg.serial_out), "%.4000s", console);
+	cfg.ndisks = 1;
+	snprintf(cfg.disks[0].path, sizeof(cfg.disks[0].path), "%.4000s", disk);
+	o.store_dir = ckpt ? store : NULL;
+	o.on_report = log_report;
+	o.opaque = &l;
+	if (machine_create(&cfg, &o, &m))
+		return 1;
+	if (machine_start(m) || (ckpt && sched_start(m, 500000000ULL, NULL, NULL, &s))) {
+		machine_destroy(m);
+		return 1;
+	}
+	machine_wait(m, &st);
+	if (s) {
+		struct sched_status ss;
+		sched_status(s, &ss);
+		out->skipped = (unsigned)ss.skipped;
+	}
+	sched_stop(s);
+	machine_destroy(m);
+	unlink(disk);
+	if (st.reason != VM_STOP_EXIT || st.exit_code != 0)
+		return 1;
+	out->guest_mib_s = guest_rate(console);
+	out->checkpoints = l.n;
+	out->pause_us = bench_median(l.pause, l.n);
+	out->persist_ms = bench_median(l.persist, l.n);
+	out->bytes = bench_median(l.bytes, l.n);
+	return 0;
+}
+
+int bench_devices_ckpt(void)
+{
+	static const unsigned mibs[] = { 0, 16, 256 };
+	char dir[] = "/tmp/rewind-bench-writes-XXXXXX", cmd[128];
+	int ret = 0;
+
+	if (!mkdtemp(dir))
+		return 1;
+	for (unsigned i = 0; i < ARRAY_SIZE(mibs) && !ret; i++) {
+		struct writes_run plain = { 0 }, ck = { 0 };
+
+		if (writes_run(dir, mibs[i], false, &plain) || writes_run(dir, mibs[i], true, &ck)) {
+			fprintf(stderr, "rewind-bench: the writer guest failed (%u MiB)\n", mibs[i]);
+			ret = 1;
+			break;
+		}
+		json_t *j = json_object();
+		json_object_set_new(j, "bench", json_string("devices.ckpt"));
+		json_object_set_new(j, "write_mib_per_period", json_integer(mibs[i]));
+		json_object_set_new(j, "period_ms", json_integer(500));
+		json_object_set_new(j, "checkpoints", json_integer(ck.checkpoints));
+		json_object_set_new(j, "skipped", json_integer(ck.skipped));
+		json_object_set_new(j, "pause_us", json_real(bench_round(ck.pause_us)));
+		json_object_set_new(j, "persist_ms", json_real(bench_round(ck.persist_ms)));
+		json_object_set_new(j, "bytes_per_checkpoint", json_integer((json_int_t)ck.bytes));
+		json_object_set_new(j, "guest_mib_s", json_real(bench_round(ck.guest_mib_s)));
+		json_object_set_new(j, "guest_mib_s_no_ckpt", json_real(bench_round(plain.guest_mib_s)));
+		bench_emit(j);
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "rewind-bench: could not remove %s\n", dir);
+	return ret;
 }

@@ -450,7 +450,7 @@ int bench_devices_main(int argc, char **argv)
 						bench_round(dev / direct)));
 				}
 			}
-	rc = 0;
+	rc = bench_devices_ckpt();
 out:
 	unlink(path);
 	unlink(scratch);

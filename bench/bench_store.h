@@ -10,7 +10,9 @@
  *
  * Prints one JSON line:
  *   {"bench":"store","pages":N,"store_ns_per_page":..,"lmdb_raw_ns_per_page":..,
- *    "ratio":..,"read_gbps":..,"memcpy_gbps":..}
+ *    "ratio":..,"read_gbps":..,"run_gbps":..,"memcpy_gbps":..}
+ * read_gbps reads the whole checkpoint into a buffer (store_snap_read),
+ * run_gbps walks it as runs copied into a buffer (store_snap_foreach_run).
  * Returns 0, 1 on a failure (reported on stderr), 2 on a usage error.
  */
 int bench_store_main(int argc, char **argv);

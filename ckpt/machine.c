@@ -271,14 +271,19 @@ static int capture_disks(struct vm *vm, struct capture *c)
 		}
 		dc->n = (uint64_t)k;
 		c->ndisks++;
-		dc->data = calloc(dc->n ? dc->n : 1, RW_PAGE_SIZE);
+		dc->data = malloc((dc->n ? dc->n : 1) * RW_PAGE_SIZE);
 		if (!dc->data) {
 			ret = -ENOMEM;
 			break;
 		}
-		for (uint64_t i = 0; i < dc->n && !ret; i++)
-			if (disk_block_present(dc->disk, dc->blocks[i]))
-				ret = disk_read_block(dc->disk, dc->blocks[i], dc->data + i * RW_PAGE_SIZE);
+		/* one read per run of consecutive changed blocks */
+		for (uint64_t i = 0; i < dc->n && !ret;) {
+			uint64_t j = i + 1;
+			while (j < dc->n && dc->blocks[j] == dc->blocks[j - 1] + 1)
+				j++;
+			ret = disk_read_present(dc->disk, dc->blocks[i], j - i, dc->data + i * RW_PAGE_SIZE);
+			i = j;
+		}
 	}
 	if (ret)
 		disks_give_back(c);

@@ -1111,6 +1111,28 @@ int disk_read_block(struct disk *d, uint64_t idx, void *buf)
 	return ret;
 }
 
+int disk_read_present(struct disk *d, uint64_t first, uint64_t n, void *buf)
+{
+	uint8_t *out = buf;
+	int ret = 0;
+
+	if (first >= d->nblocks || n > d->nblocks - first)
+		return -EINVAL;
+	pthread_mutex_lock(&d->lock);
+	for (uint64_t b = first; !ret && b < first + n;) {
+		uint64_t e = run_end(d, b, first + n - 1);
+		uint8_t *dst = out + ((b - first) << DISK_BLOCK_SHIFT);
+
+		if (bit_test(d->present, b))
+			ret = rw_pread_all(d->ofd, dst, (e - b) << DISK_BLOCK_SHIFT, b << DISK_BLOCK_SHIFT);
+		else
+			memset(dst, 0, (e - b) << DISK_BLOCK_SHIFT);
+		b = e;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return ret;
+}
+
 bool disk_block_present(const struct disk *d, uint64_t idx)
 {
 	bool p;

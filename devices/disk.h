@@ -178,6 +178,12 @@ uint64_t disk_dirty_count(const struct disk *d, int epoch);
  */
 int disk_read_block(struct disk *d, uint64_t idx, void *buf) RW_MUST_CHECK;
 bool disk_block_present(const struct disk *d, uint64_t idx);
+/*
+ * Read blocks [first, first+n) for a checkpoint: present blocks from the
+ * overlay, one read per run of them; absent blocks (served by the backing
+ * file) as zeros. Returns 0, -EINVAL, -errno.
+ */
+int disk_read_present(struct disk *d, uint64_t first, uint64_t n, void *buf) RW_MUST_CHECK;
 
 /*
  * Put block idx back to a checkpoint's content: data (4 KiB, written to the
