@@ -1181,6 +1181,23 @@ static int machine_alloc(const struct machine_opts *o, struct machine **out)
 	return 0;
 }
 
+/* Open (or create) the machine's store, saying once what went wrong. */
+static int open_store(struct machine *m, bool create)
+{
+	struct store_open_opts so = { 0 };
+	int ret;
+
+	so.flags = (create ? STORE_OPEN_CREATE : 0) |
+		   (m->opts.relaxed_sync ? STORE_OPEN_NOMETASYNC : 0);
+	ret = store_open(m->store_dir, &so, &m->store);
+	if (ret == RW_EVERSION)
+		rw_error("store %s has format version %u; this rewind reads up to %u", m->store_dir,
+			 so.found_format, STORE_FORMAT_VERSION);
+	else if (ret)
+		rw_error("opening store %s: %s", m->store_dir, rw_strerror(ret));
+	return ret;
+}
+
 /* Everything after the VM exists: console, store, dirty tracking, hooks. */
 static int machine_attach(struct machine *m, bool create_store)
 {
@@ -1198,19 +1215,9 @@ static int machine_attach(struct machine *m, bool create_store)
 	if (!m->store_dir)
 		return 0;
 	if (!m->store) {
-		struct store_open_opts so = { 0 };
-
-		so.flags = (create_store ? STORE_OPEN_CREATE : 0) |
-			   (m->opts.relaxed_sync ? STORE_OPEN_NOMETASYNC : 0);
-		ret = store_open(m->store_dir, &so, &m->store);
-		if (ret) {
-			if (ret == RW_EVERSION)
-				rw_error("store %s has format version %u; this rewind reads up to %u",
-					 m->store_dir, so.found_format, STORE_FORMAT_VERSION);
-			else
-				rw_error("opening store %s: %s", m->store_dir, rw_strerror(ret));
+		ret = open_store(m, create_store);
+		if (ret)
 			return ret;
-		}
 	}
 	ret = dirty_start(vm, m->opts.dirty == DIRTY_RING, &m->dirty);
 	if (ret) {
@@ -1274,7 +1281,6 @@ static int fill_run(void *arg, uint64_t first, uint64_t npages, const void *data
 
 int machine_restore(uint64_t id, const struct machine_opts *o, struct machine **out)
 {
-	struct store_open_opts so = { 0 };
 	struct store_snap *sn = NULL;
 	struct loaded_state ls = { 0 };
 	struct vm_config cfg;
@@ -1288,16 +1294,9 @@ int machine_restore(uint64_t id, const struct machine_opts *o, struct machine **
 	ret = machine_alloc(o, &m);
 	if (ret)
 		return ret;
-	so.flags = m->opts.relaxed_sync ? STORE_OPEN_NOMETASYNC : 0;
-	ret = store_open(m->store_dir, &so, &m->store);
-	if (ret) {
-		if (ret == RW_EVERSION)
-			rw_error("store %s has format version %u; this rewind reads up to %u",
-				 m->store_dir, so.found_format, STORE_FORMAT_VERSION);
-		else
-			rw_error("opening store %s: %s", m->store_dir, rw_strerror(ret));
+	ret = open_store(m, false);
+	if (ret)
 		goto fail;
-	}
 	ret = store_snap_open(m->store, id, &sn);
 	if (ret) {
 		rw_error("checkpoint %" PRIu64 ": %s", id,
