@@ -4,7 +4,9 @@
  * A chunk is split over two databases: "head" holds a 32-byte header with
  * the reference count and the first 16 content bytes, "body" the rest. A
  * 4 KiB page then fills exactly one LMDB overflow page, and a reference
- * count update rewrites 32 bytes, not the page.
+ * count update rewrites 32 bytes, not the page. The body's key is the chunk
+ * key followed by those first 16 bytes, so the body alone holds the whole
+ * content: reading a page is one lookup, by key prefix.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -58,6 +60,53 @@ int chunk_head_get(struct store *s, MDB_txn *txn, const struct store_hash *k,
 }
 
 /* ===================================================================
+ * Bodies
+ * =================================================================== */
+
+void body_key(uint8_t out[BODY_KEY_SIZE], const struct store_hash *k,
+	      const uint8_t inl[HEAD_INLINE])
+{
+	memcpy(out, k->b, 16);
+	memcpy(out + 16, inl, HEAD_INLINE);
+}
+
+/* The body of chunk k whose content starts with inl. */
+static int body_get(struct store *s, MDB_txn *txn, const struct store_hash *k,
+		    const uint8_t inl[HEAD_INLINE], MDB_val *v)
+{
+	uint8_t kb[BODY_KEY_SIZE];
+	MDB_val key = { BODY_KEY_SIZE, kb };
+	int rc;
+
+	body_key(kb, k, inl);
+	rc = mdb_get(txn, s->body, &key, v);
+	if (rc == MDB_NOTFOUND)
+		return RW_ECORRUPT;
+	return store_mdb_err(rc);
+}
+
+int body_del_all(struct store *s, MDB_txn *txn, const struct store_hash *k)
+{
+	MDB_cursor *cur;
+	MDB_val key = { 16, (void *)k->b }, v;
+	int rc;
+
+	rc = store_mdb_err(mdb_cursor_open(txn, s->body, &cur));
+	if (rc)
+		return rc;
+	int mrc = mdb_cursor_get(cur, &key, &v, MDB_SET_RANGE);
+
+	while (!mrc && key.mv_size >= 16 && !memcmp(key.mv_data, k->b, 16)) {
+		mrc = mdb_cursor_del(cur, 0);
+		if (!mrc)
+			mrc = mdb_cursor_get(cur, &key, &v, MDB_GET_CURRENT);
+	}
+	mdb_cursor_close(cur);
+	/* past the last entry, GET_CURRENT gives EINVAL */
+	return mrc == MDB_NOTFOUND || mrc == EINVAL ? 0 : store_mdb_err(mrc);
+}
+
+/* ===================================================================
  * Chunk content
  * =================================================================== */
 
@@ -66,7 +115,7 @@ int chunk_read(struct store *s, MDB_txn *txn, const struct store_hash *k,
 {
 	struct chunk_head h;
 	struct store_hash got;
-	MDB_val key = { 16, (void *)k->b }, v;
+	MDB_val v;
 	uint8_t *out = buf;
 	int rc;
 
@@ -77,11 +126,9 @@ int chunk_read(struct store *s, MDB_txn *txn, const struct store_hash *k,
 		return RW_ECORRUPT;
 	memcpy(out, h.inline_, h.len < HEAD_INLINE ? h.len : HEAD_INLINE);
 	if (h.len > HEAD_INLINE) {
-		rc = mdb_get(txn, s->body, &key, &v);
-		if (rc == MDB_NOTFOUND)
-			return RW_ECORRUPT;
+		rc = body_get(s, txn, k, h.inline_, &v);
 		if (rc)
-			return store_mdb_err(rc);
+			return rc;
 		if (v.mv_size != h.len - HEAD_INLINE)
 			return RW_ECORRUPT;
 		memcpy(out + HEAD_INLINE, v.mv_data, v.mv_size);
@@ -95,9 +142,9 @@ int chunk_read(struct store *s, MDB_txn *txn, const struct store_hash *k,
 	return 0;
 }
 
-int chunk_put(struct store *s, MDB_txn *txn, const struct store_hash *k,
-	      int kind, const void *data, size_t len, uint64_t refs,
-	      bool *created)
+int chunk_put_head(struct store *s, MDB_txn *txn, const struct store_hash *k,
+		   int kind, const void *data, size_t len, uint64_t refs,
+		   bool *created)
 {
 	struct chunk_head h = { .kind = (uint8_t)kind, .len = (uint32_t)len,
 				.refs = refs };
@@ -124,11 +171,9 @@ int chunk_put(struct store *s, MDB_txn *txn, const struct store_hash *k,
 			return RW_ECOLLISION;
 		if (len <= HEAD_INLINE)
 			return 0;
-		rc = mdb_get(txn, s->body, &key, &b);
-		if (rc == MDB_NOTFOUND)
-			return RW_ECORRUPT;
+		rc = body_get(s, txn, k, h.inline_, &b);
 		if (rc)
-			return store_mdb_err(rc);
+			return rc;
 		if (b.mv_size != len - HEAD_INLINE ||
 		    memcmp(b.mv_data, d + HEAD_INLINE, b.mv_size))
 			return RW_ECOLLISION;
@@ -137,11 +182,30 @@ int chunk_put(struct store *s, MDB_txn *txn, const struct store_hash *k,
 	if (rc)
 		return store_mdb_err(rc);
 	*created = true;
-	if (len > HEAD_INLINE) {
-		MDB_val b = { len - HEAD_INLINE, (void *)(d + HEAD_INLINE) };
+	return 0;
+}
 
-		rc = store_mdb_err(mdb_put(txn, s->body, &key, &b, 0));
-	}
+int chunk_put_body(struct store *s, MDB_txn *txn, const struct store_hash *k,
+		   const void *data, size_t len)
+{
+	uint8_t bkb[BODY_KEY_SIZE];
+	MDB_val bk = { BODY_KEY_SIZE, bkb };
+	MDB_val b = { len - HEAD_INLINE, (uint8_t *)data + HEAD_INLINE };
+
+	if (len <= HEAD_INLINE)
+		return 0;
+	body_key(bkb, k, data);
+	return store_mdb_err(mdb_put(txn, s->body, &bk, &b, 0));
+}
+
+int chunk_put(struct store *s, MDB_txn *txn, const struct store_hash *k,
+	      int kind, const void *data, size_t len, uint64_t refs,
+	      bool *created)
+{
+	int rc = chunk_put_head(s, txn, k, kind, data, len, refs, created);
+
+	if (!rc && *created)
+		rc = chunk_put_body(s, txn, k, data, len);
 	return rc;
 }
 
@@ -172,15 +236,21 @@ int chunk_ref(struct store *s, MDB_txn *txn, const struct store_hash *k,
 	return rc;
 }
 
-int chunk_del(struct store *s, MDB_txn *txn, const struct store_hash *k)
+int chunk_del(struct store *s, MDB_txn *txn, const struct store_hash *k,
+	      const struct chunk_head *h)
 {
 	MDB_val key = { 16, (void *)k->b };
+	uint8_t bkb[BODY_KEY_SIZE];
+	MDB_val bk = { BODY_KEY_SIZE, bkb };
 	int rc;
 
 	rc = mdb_del(txn, s->head, &key, NULL);
 	if (rc)
 		return store_mdb_err(rc);
-	rc = mdb_del(txn, s->body, &key, NULL);
+	if (h->len <= HEAD_INLINE)
+		return 0;
+	body_key(bkb, k, h->inline_);
+	rc = mdb_del(txn, s->body, &bk, NULL);
 	return rc == MDB_NOTFOUND ? 0 : store_mdb_err(rc);
 }
 
@@ -217,7 +287,7 @@ int chunk_unref(struct store *s, MDB_txn *txn, const struct store_hash *k,
 		if (rc)
 			return rc;
 	}
-	rc = chunk_del(s, txn, k);
+	rc = chunk_del(s, txn, k, &h);
 	if (!rc && freed)
 		*freed += h.len;
 	return rc;

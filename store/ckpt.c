@@ -465,6 +465,7 @@ struct build {
 	struct store_commit_stats *st;
 	int64_t present;         /* change in non-hole pages */
 	bool verify;
+	bool *created;           /* per staged page: its chunk was created */
 };
 
 /* Non-hole pages under key (a node of level, or a page when level < 0). */
@@ -556,12 +557,7 @@ static int update(struct build *b, unsigned level, const struct store_hash *old,
 				b->st->zero_pages++;
 				memset(&key, 0, sizeof(key));
 			} else {
-				rc = chunk_put(s, b->txn, &key, CHUNK_PAGE,
-					       slot_ptr(b->c, sp->slot),
-					       STORE_PAGE_SIZE, 1, &created);
-				if (rc)
-					goto out;
-				if (created) {
+				if (b->created[j]) {
 					pre_e[i] = true;
 					b->st->new_chunks++;
 					b->st->new_bytes += STORE_PAGE_SIZE;
@@ -670,6 +666,64 @@ static void prepare_map(struct bmap *m)
 	m->n = w;
 }
 
+static int spage_key_cmp(const void *a, const void *b, void *arg)
+{
+	const struct spage *pg = arg;
+
+	return memcmp(pg[*(const size_t *)a].h.b, pg[*(const size_t *)b].h.b, 16);
+}
+
+/*
+ * Store the chunks of the staged pages, each with the one reference taken
+ * in advance. The heads go in in key order, so the inserts walk the head
+ * B-tree in order instead of hitting a random leaf each; the bodies of the
+ * chunks created go in in page order, so their overflow pages lie in the
+ * order a read copies the pages out. Of several pages with one content,
+ * the first creates the chunk (or meets the stored one) and the others
+ * share it; which page that is does not matter to update().
+ */
+static int put_pages(struct build *b)
+{
+	struct bmap *m = b->m;
+	const struct spage *prev = NULL;
+	size_t *ord, n = 0;
+	int rc = 0;
+
+	if (!m->n)
+		return 0;
+	ord = malloc(m->n * sizeof(*ord));
+	if (!ord)
+		return -ENOMEM;
+	for (size_t j = 0; j < m->n; j++)
+		if (m->pg[j].slot != ZERO_SLOT)
+			ord[n++] = j;
+	qsort_r(ord, n, sizeof(*ord), spage_key_cmp, m->pg);
+	for (size_t i = 0; i < n && !rc; i++) {
+		const struct spage *sp = &m->pg[ord[i]];
+
+		if (prev && !memcmp(prev->h.b, sp->h.b, 16)) {
+			/* same key: same bytes (staging shares the slot) or a
+			 * collision */
+			if (prev->slot != sp->slot &&
+			    memcmp(slot_ptr(b->c, prev->slot), slot_ptr(b->c, sp->slot),
+				   STORE_PAGE_SIZE))
+				rc = RW_ECOLLISION;
+			b->created[ord[i]] = false;
+			continue;
+		}
+		rc = chunk_put_head(b->s, b->txn, &sp->h, CHUNK_PAGE,
+				    slot_ptr(b->c, sp->slot), STORE_PAGE_SIZE, 1,
+				    &b->created[ord[i]]);
+		prev = sp;
+	}
+	free(ord);
+	for (size_t j = 0; j < m->n && !rc; j++)
+		if (b->created[j])
+			rc = chunk_put_body(b->s, b->txn, &m->pg[j].h,
+					    slot_ptr(b->c, m->pg[j].slot), STORE_PAGE_SIZE);
+	return rc;
+}
+
 static int build_map(struct build *b, struct map_rec *mr, bool *pre)
 {
 	struct bmap *m = b->m;
@@ -679,6 +733,9 @@ static int build_map(struct build *b, struct map_rec *mr, bool *pre)
 	int rc;
 
 	b->present = 0;
+	rc = put_pages(b);
+	if (rc)
+		return rc;
 	/* a shorter tree: keep the part of the old tree under child 0 */
 	while (old_level > h - 1) {
 		struct node *n = malloc(sizeof(*n));
@@ -770,10 +827,12 @@ static int commit_txn(struct store *s, MDB_txn *txn, void *arg)
 	rec.nmaps = c->nmaps;
 	for (size_t i = 0; i < c->nmaps; i++) {
 		struct build b = { s, txn, c, &c->maps[i], &cx->st, 0,
-				   !(s->flags & STORE_OPEN_NO_READ_VERIFY) };
+				   !(s->flags & STORE_OPEN_NO_READ_VERIFY),
+				   calloc(c->maps[i].n ? c->maps[i].n : 1, sizeof(bool)) };
 		bool pre = false;
 
-		rc = build_map(&b, &rec.maps[i], &pre);
+		rc = b.created ? build_map(&b, &rec.maps[i], &pre) : -ENOMEM;
+		free(b.created);
 		if (!rc && !pre && !store_hash_is_zero(&rec.maps[i].root))
 			rc = chunk_ref(s, txn, &rec.maps[i].root, 1, NULL);
 		if (rc)

@@ -369,7 +369,7 @@ static int verify_chunks(struct verify *v)
 			cmp = 1;
 		else if (brc)
 			cmp = -1;
-		else if (hk.mv_size != 16 || bk.mv_size != 16)
+		else if (hk.mv_size != 16 || bk.mv_size != BODY_KEY_SIZE)
 			cmp = hk.mv_size != 16 ? -1 : 1;
 		else
 			cmp = memcmp(hk.mv_data, bk.mv_data, 16);
@@ -413,13 +413,17 @@ static int verify_chunks(struct verify *v)
 			rc = vchunk(v, STORE_PROB_CHUNK_FORMAT, RW_ECORRUPT, &k,
 				    "chunk %s has a malformed header", store_hash_hex(&k, hex));
 		} else if ((h.len > HEAD_INLINE) != has_body ||
-			   (has_body && bv.mv_size != h.len - HEAD_INLINE)) {
+			   (has_body && (bv.mv_size != h.len - HEAD_INLINE ||
+					 memcmp((const uint8_t *)bk.mv_data + 16, h.inline_,
+						HEAD_INLINE)))) {
 			vi->bad = true;
 			vi->stored = h.refs;
 			vi->kind = h.kind;
 			rc = vchunk(v, STORE_PROB_CHUNK_FORMAT, RW_ECORRUPT, &k,
 				    "chunk %s: body %s (length %u)", store_hash_hex(&k, hex),
-				    has_body ? "has the wrong size" : "is missing", h.len);
+				    !has_body ? "is missing"
+				    : bv.mv_size != h.len - HEAD_INLINE ? "has the wrong size"
+				    : "key does not match the header", h.len);
 		} else {
 			struct store_hash got;
 
@@ -973,12 +977,12 @@ static int gc_txn(struct store *s, MDB_txn *txn, void *arg)
 			if (!rc) {
 				g->st.chunks_freed++;
 				if (!g->dry_run) {
-					MDB_val bk = { 16, key.b };
-
 					mrc = mdb_cursor_del(cur, 0);
 					if (mrc)
 						break;
-					mdb_del(txn, s->body, &bk, NULL);
+					rc = body_del_all(s, txn, &key);
+					if (rc)
+						break;
 					mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
 					continue;
 				}
@@ -987,13 +991,11 @@ static int gc_txn(struct store *s, MDB_txn *txn, void *arg)
 			g->st.chunks_freed++;
 			g->st.bytes_freed += h.len;
 			if (!g->dry_run) {
-				MDB_val bk = { 16, key.b };
-
 				mrc = mdb_cursor_del(cur, 0);
 				if (mrc)
 					break;
-				mrc = mdb_del(txn, s->body, &bk, NULL);
-				if (mrc && mrc != MDB_NOTFOUND)
+				rc = body_del_all(s, txn, &key);
+				if (rc)
 					break;
 				mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
 				continue;
@@ -1026,9 +1028,12 @@ static int gc_txn(struct store *s, MDB_txn *txn, void *arg)
 		goto out;
 	mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
 	while (!mrc) {
-		MDB_val hv;
+		MDB_val hk = { 16, k.mv_data }, hv;
 
-		if (mdb_get(txn, s->head, &k, &hv) == MDB_NOTFOUND) {
+		/* a body whose first bytes differ from its head's is damage
+		 * (verify reports it), not a leftover: it stays */
+		if (k.mv_size != BODY_KEY_SIZE ||
+		    mdb_get(txn, s->head, &hk, &hv) == MDB_NOTFOUND) {
 			g->st.bodies_freed++;
 			if (!g->dry_run) {
 				mrc = mdb_cursor_del(cur, 0);

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -15,17 +16,15 @@
 #include <xxhash.h>
 
 #include "store_internal.h"
-#include <time.h>
-#include <stdio.h>
-uint64_t T_sort,T_look,T_del,T_walk;static uint64_t tnow(void){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec*1000000000ull+t.tv_nsec;}
 
 struct store_snap {
 	struct store *s;
 	struct ckpt_rec rec;
-	uint8_t *run;            /* STORE_RUN_MAX pages, allocated on first use */
-	struct wpage *win;       /* page walk scratch (see Page walks) */
-	uint32_t *ord;
-	uint32_t *cnt;           /* radix counts */
+	uint8_t *run[2];         /* run buffers of STORE_RUN_MAX pages each,
+				    allocated on first use */
+	struct wpage *win;       /* page walk window (see Page walks) */
+	uint32_t *ord;           /* the window in key order */
+	uint32_t *cnt;           /* radix sort counts */
 	uint32_t win_cap;
 };
 
@@ -76,7 +75,8 @@ void store_snap_close(struct store_snap *sn)
 	if (!sn)
 		return;
 	ckpt_rec_free(&sn->rec);
-	free(sn->run);
+	free(sn->run[0]);
+	free(sn->run[1]);
 	free(sn->win);
 	free(sn->ord);
 	free(sn->cnt);
@@ -122,59 +122,100 @@ static int snap_alive(struct store_snap *sn, MDB_txn *txn)
 /* ===================================================================
  * Page walks
  *
- * Chunk keys are hashes, so pages in index order are chunks in random key
- * order: looking each one up on its own costs two descents from the root
- * of a B-tree larger than the caches (head, then body). A walk therefore
- * gathers the keys of up to WIN_PAGES non-hole pages from the tree, sorts
- * them by key, and looks them up in that order with one cursor on head and
- * one on body. An LMDB cursor positioned by key first tries the leaf page
- * it is on, so each lookup is a search within a page that is already in
- * cache, and each leaf page is read once per window. The lookups only note
+ * A page is one lookup in the body database (its key holds the first 16
+ * bytes, its value the other 4080). Chunk keys are hashes, so the pages of
+ * a map, taken in index order, are chunks in random key order: looking
+ * each up on its own costs a descent of a B-tree larger than the caches. A
+ * walk therefore gathers the keys of up to WIN_PAGES non-hole pages from
+ * the tree, sorts them, and looks them up in key order with one cursor. A
+ * cursor positioned by key first tries the leaf page it is on, so most
+ * lookups search a page already in cache, and each leaf page is read about
+ * once per window. The lookups only note
  * where each page's bytes lie in the map (valid while the read transaction
- * lasts); the pages are then copied out in index order and each copy is
- * re-hashed where it was written, while it is still in cache. A missing or
- * damaged chunk is noted at lookup and reported when its page's turn comes,
- * so the pages before it are delivered exactly as a page-by-page walk would.
+ * lasts); the pages are then copied out in index order, and each copy is
+ * re-hashed where it was written, while it is still in cache. A missing
+ * or damaged chunk is noted at lookup and reported when its page's turn
+ * comes, so the pages (and runs) before it are delivered exactly as a
+ * page-by-page walk would deliver them.
+ *
+ * Large walks use a second thread (when the machine has more than one CPU):
+ * half of the lookups run on a second read transaction, a read copies out
+ * half of the window, and runs are copied out and checked one run ahead of
+ * the callback, which always runs on the caller's thread.
  * =================================================================== */
 
-/* Pages gathered before their lookups: bounds the per-snap scratch memory
- * (about 48 bytes a page) and the time data stays pinned. */
+/* Pages gathered before their lookups: about 56 bytes of scratch each. */
 #define WIN_PAGES 65536u
-/* Bits of the key the radix pass sorts by; the rest is finished per bucket. */
+/* Bits of the key the radix pass sorts by; buckets are finished apart. */
 #define SORT_BITS_MAX 16u
 #define SORT_SMALL 16u
-/* Reads of at least this many pages copy out on two threads. */
+/* Windows of at least this many pages are worth a second thread. */
 #define PAR_MIN_PAGES 1024u
+/* Returned by a producer told to stop; never leaves this file. */
+#define RUN_STOPPED (-3000)
 
 struct wpage {
 	struct store_hash key;
 	uint64_t idx;
 	const uint8_t *body;      /* content bytes 16..4095, in the map */
 	int err;                  /* the chunk is missing or damaged */
-	uint8_t inl[HEAD_INLINE]; /* content bytes 0..15, from the head */
+	uint8_t inl[HEAD_INLINE]; /* content bytes 0..15, from the body key */
+};
+
+/* A read transaction with a cursor on body. */
+struct reader {
+	MDB_txn *txn;
+	MDB_cursor *bc;
 };
 
 struct rwalk {
 	struct store_snap *sn;
-	MDB_txn *txn;
-	MDB_cursor *hc, *bc;     /* head and body cursors */
-	bool hc_on, bc_on;       /* ... positioned on an entry */
+	MDB_txn *txn;            /* the walk's transaction (r[0].txn) */
+	struct reader r[2];      /* r[1].txn: a second reader, or NULL */
 	uint64_t first, end;     /* pages [first, end) */
 	bool verify;
+	bool split;              /* may use a second thread */
 	uint8_t *dst;            /* read: destination of page `first` */
+	const uint64_t *list;    /* read of listed pages only (first is 0) */
+	size_t nlist;
 	store_run_fn fn;         /* runs: callback */
 	void *arg;
-	uint64_t run_first, run_n;
+	uint64_t run_first, run_n; /* the open run, in sn->run[run_buf] */
+	unsigned run_buf;
 	uint32_t nwin;           /* pages gathered in sn->win */
+	uint32_t win_cap;        /* ... before they are looked up */
+	uint32_t par_min;        /* windows this large use a second thread */
 };
 
-static long store_ncpus(void)
+static bool can_split(const struct store *s)
 {
-	static long n;
+	static int ncpu;
+	int n = __atomic_load_n(&ncpu, __ATOMIC_RELAXED);
 
-	if (!n)
-		n = sysconf(_SC_NPROCESSORS_ONLN);
-	return n;
+	if (!n) {
+		long c = sysconf(_SC_NPROCESSORS_ONLN);
+
+		n = c > 1 ? 2 : 1;
+		__atomic_store_n(&ncpu, n, __ATOMIC_RELAXED);
+	}
+	/* a test hash hook need not be thread-safe */
+	return n > 1 && !s->hash_hook;
+}
+
+/*
+ * Start a helper thread with every signal blocked, so that it never takes
+ * a signal meant for the application's own threads.
+ */
+static bool spawn(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	int rc;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc == 0;
 }
 
 static unsigned sort_bits(uint32_t n)
@@ -186,10 +227,13 @@ static unsigned sort_bits(uint32_t n)
 	return bits;
 }
 
-static int win_alloc(struct store_snap *sn, uint64_t n)
+/* Room for a window of *cap pages: n, at most the window size. */
+static int win_alloc(struct store_snap *sn, uint64_t n, uint32_t *cap_out)
 {
-	uint32_t cap = n < WIN_PAGES ? (uint32_t)n : WIN_PAGES;
+	uint32_t max = sn->s->read_window ? sn->s->read_window : WIN_PAGES;
+	uint32_t cap = n < max ? (uint32_t)n : max;
 
+	*cap_out = cap;
 	if (cap <= sn->win_cap)
 		return 0;
 	free(sn->win);
@@ -197,8 +241,7 @@ static int win_alloc(struct store_snap *sn, uint64_t n)
 	free(sn->cnt);
 	sn->win = malloc((size_t)cap * sizeof(*sn->win));
 	sn->ord = malloc((size_t)cap * sizeof(*sn->ord));
-	sn->cnt = malloc(((size_t)1 << sort_bits(cap)) * sizeof(*sn->cnt) +
-			 sizeof(*sn->cnt));
+	sn->cnt = malloc((((size_t)1 << sort_bits(cap)) + 1) * sizeof(*sn->cnt));
 	if (!sn->win || !sn->ord || !sn->cnt) {
 		free(sn->win);
 		free(sn->ord);
@@ -245,7 +288,7 @@ static void win_sort(struct store_snap *sn, uint32_t n)
 		cnt[b + 1] += cnt[b];
 	for (uint32_t i = 0; i < n; i++)
 		ord[cnt[key_bucket(&wp[i].key, bits)]++] = i;
-	/* now cnt[b] is the end of bucket b, and the start of bucket b + 1 */
+	/* now cnt[b] is the end of bucket b and the start of bucket b + 1 */
 	for (uint32_t b = 0, lo = 0; b < nb; lo = cnt[b], b++) {
 		uint32_t hi = cnt[b];
 
@@ -266,89 +309,47 @@ static void win_sort(struct store_snap *sn, uint32_t n)
 }
 
 /*
- * Position cursor c on key k. Keys come in ascending order, so when the
- * cursor sits on an earlier key the next few entries are tried first: a
- * step is cheaper than a search when the wanted keys are dense.
+ * Find one page chunk in the body database: the body's key holds the first
+ * 16 bytes, its value the rest. The head (the reference count) is not
+ * needed to read; the re-hash checks what the body holds.
  */
-#define STEP_MAX 8
-#ifndef PF_DIST
-#define PF_DIST 2
-#endif
-static int cur_seek(MDB_cursor *c, bool *on, const struct store_hash *k,
-		    MDB_val *v)
+static int win_find(struct reader *r, struct wpage *p)
 {
-	MDB_val key;
-	int rc;
-
-	if (*on) {
-		for (int i = 0; i < STEP_MAX; i++) {
-			rc = mdb_cursor_get(c, &key, v, MDB_NEXT);
-			if (rc || key.mv_size != 16)
-				break;
-			int d = memcmp(key.mv_data, k->b, 16);
-
-			if (d == 0)
-				return 0;
-			if (d > 0)
-				return MDB_NOTFOUND;
-		}
-	}
-	key.mv_size = 16;
-	key.mv_data = (void *)k->b;
-	rc = mdb_cursor_get(c, &key, v, MDB_SET);
-	*on = rc == 0;
-	return rc;
-}
-
-/* Find one page chunk: its first bytes and where the rest lies in the map. */
-static int win_find(struct rwalk *w, struct wpage *p)
-{
-	MDB_val v;
-	struct chunk_head h;
+	MDB_val k = { 16, p->key.b }, v;
 	int rc;
 
 	p->err = 0;
 	p->body = NULL;
-	rc = cur_seek(w->hc, &w->hc_on, &p->key, &v);
-	if (rc == MDB_NOTFOUND) {
-		p->err = RW_ECORRUPT;
-		return 0;
-	}
-	if (rc)
+	rc = mdb_cursor_get(r->bc, &k, &v, MDB_SET_RANGE);
+	if (rc && rc != MDB_NOTFOUND)
 		return store_mdb_err(rc);
-	rc = head_decode(&v, &h);
-	if (!rc && h.kind != CHUNK_PAGE)
-		rc = RW_ECORRUPT;
-	if (rc) {
-		p->err = rc;
-		return 0;
-	}
-	memcpy(p->inl, h.inline_, HEAD_INLINE);
-	rc = cur_seek(w->bc, &w->bc_on, &p->key, &v);
-	if (rc == MDB_NOTFOUND) {
+	if (rc || k.mv_size != BODY_KEY_SIZE || memcmp(k.mv_data, p->key.b, 16) ||
+	    v.mv_size != STORE_PAGE_SIZE - HEAD_INLINE) {
 		p->err = RW_ECORRUPT;
 		return 0;
 	}
-	if (rc)
-		return store_mdb_err(rc);
-	if (v.mv_size != STORE_PAGE_SIZE - HEAD_INLINE) {
-		p->err = RW_ECORRUPT;
-		return 0;
-	}
+	memcpy(p->inl, (const uint8_t *)k.mv_data + 16, HEAD_INLINE);
 	p->body = v.mv_data;
 	return 0;
 }
 
-static int win_lookup(struct rwalk *w)
-{
-	struct wpage *wp = w->sn->win;
-	const uint32_t *ord = w->sn->ord;
-	const struct wpage *prev = NULL;
+/* Look up the keys at sorted positions [lo, hi) of the window. */
+struct lpart {
+	struct rwalk *w;
+	struct reader *r;
+	uint32_t lo, hi;
 	int rc;
+};
 
-	uint64_t t0=tnow();win_sort(w->sn, w->nwin);T_sort+=tnow()-t0;t0=tnow();
-	w->hc_on = w->bc_on = false;
-	for (uint32_t i = 0; i < w->nwin; i++) {
+static void *lookup_part(void *arg)
+{
+	struct lpart *l = arg;
+	struct wpage *wp = l->w->sn->win;
+	const uint32_t *ord = l->w->sn->ord;
+	const struct wpage *prev = NULL;
+
+	l->rc = 0;
+	for (uint32_t i = l->lo; i < l->hi; i++) {
 		struct wpage *p = &wp[ord[i]];
 
 		if (prev && !memcmp(prev->key.b, p->key.b, 16)) {
@@ -357,23 +358,37 @@ static int win_lookup(struct rwalk *w)
 			p->err = prev->err;
 			continue;
 		}
-		rc = win_find(w, p);
-		if (rc)
-			return rc;
+		l->rc = win_find(l->r, p);
+		if (l->rc)
+			break;
 		prev = p;
 	}
-	T_look+=tnow()-t0;
-	return 0;
+	return NULL;
 }
 
-static int run_flush(struct rwalk *w)
+/*
+ * Sort the window and look its keys up. With a second reader, the upper
+ * half of the keys is looked up on another thread: the halves touch
+ * disjoint window entries and mostly disjoint leaf pages.
+ */
+static int win_lookup(struct rwalk *w)
 {
-	int rc = 0;
+	struct lpart a = { .w = w, .r = &w->r[0], .hi = w->nwin };
+	struct lpart b = { .w = w, .r = &w->r[1], .hi = w->nwin };
+	pthread_t t;
 
-	if (w->run_n)
-		rc = w->fn(w->arg, w->run_first, w->run_n, w->sn->run);
-	w->run_n = 0;
-	return rc;
+	win_sort(w->sn, w->nwin);
+	if (w->r[1].txn && w->nwin >= w->par_min) {
+		b.lo = a.hi = w->nwin / 2;
+		if (spawn(&t, lookup_part, &b)) {
+			lookup_part(&a);
+			pthread_join(t, NULL);
+			return a.rc ? a.rc : b.rc;
+		}
+		a.hi = w->nwin;
+	}
+	lookup_part(&a);
+	return a.rc;
 }
 
 /* Copy one page out of the map and check it against its key. */
@@ -394,7 +409,9 @@ static int page_out(struct store *s, const struct wpage *p, uint8_t *dst,
 	return 0;
 }
 
-/* Window entries [lo, hi) of a read into its buffer. */
+/* ---- reads into a buffer ---- */
+
+/* Window entries [lo, hi) of a read. */
 struct rpart {
 	struct rwalk *w;
 	uint32_t lo, hi;
@@ -410,27 +427,28 @@ static void *read_part(void *arg)
 	for (uint32_t i = d->lo; i < d->hi && !d->rc; i++) {
 		const struct wpage *p = &w->sn->win[i];
 
-		d->rc = page_out(w->sn->s, p, w->dst + (p->idx - w->first) * STORE_PAGE_SIZE,
+		d->rc = page_out(w->sn->s, p,
+				 w->dst + (p->idx - w->first) * STORE_PAGE_SIZE,
 				 w->verify);
 	}
 	return NULL;
 }
 
 /*
- * Copy a read's window out. Large windows are split with a second thread:
- * the copies only read the map, which the walk's read transaction keeps
- * in place until both halves are done, and touch disjoint pages of the
- * buffer. Not with a test hash hook installed (it need not be thread-safe).
+ * Copy a read's window out; a large one in two halves on two threads. The
+ * copies only read the map, which the walk's transaction keeps in place,
+ * and write disjoint pages of the buffer. The first damage in index order
+ * is reported.
  */
 static int read_deliver(struct rwalk *w)
 {
-	struct rpart a = { .w = w, .lo = 0, .hi = w->nwin };
+	struct rpart a = { .w = w, .hi = w->nwin };
 	struct rpart b = { .w = w, .hi = w->nwin };
 	pthread_t t;
 
-	if (w->nwin >= PAR_MIN_PAGES && !w->sn->s->hash_hook && store_ncpus() > 1) {
+	if (w->split && w->nwin >= w->par_min) {
 		b.lo = a.hi = w->nwin / 2;
-		if (pthread_create(&t, NULL, read_part, &b) == 0) {
+		if (spawn(&t, read_part, &b)) {
 			read_part(&a);
 			pthread_join(t, NULL);
 			return a.rc ? a.rc : b.rc;
@@ -441,36 +459,147 @@ static int read_deliver(struct rwalk *w)
 	return a.rc;
 }
 
-/* Copy the window's pages out in index order, re-hashing each copy. */
-static int win_deliver(struct rwalk *w)
+/* ---- runs ---- */
+
+/*
+ * Runs handed from a producer thread, which copies and checks pages into
+ * the two run buffers in turn, to the caller's thread, which passes each
+ * complete run to the callback and so frees its buffer.
+ */
+struct rpipe {
+	struct rwalk *w;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t first[2], n[2];  /* the run published in each buffer */
+	unsigned b0;              /* buffer of the first run published */
+	unsigned made, used;      /* runs published, runs consumed */
+	bool stop;                /* consumer: the callback stopped the walk */
+	bool fin;                 /* producer: done with this window */
+	int rc;                   /* producer: why it finished */
+};
+
+/* Hand the open run to the callback. */
+static int run_call(struct rwalk *w)
+{
+	int rc = 0;
+
+	if (w->run_n)
+		rc = w->fn(w->arg, w->run_first, w->run_n, w->sn->run[w->run_buf]);
+	w->run_n = 0;
+	return rc;
+}
+
+/* Producer: publish the open run, then wait until the other buffer is free. */
+static int run_publish(struct rpipe *pp)
+{
+	struct rwalk *w = pp->w;
+	int rc = 0;
+
+	pthread_mutex_lock(&pp->mu);
+	pp->first[w->run_buf] = w->run_first;
+	pp->n[w->run_buf] = w->run_n;
+	pp->made++;
+	pthread_cond_broadcast(&pp->cv);
+	while (pp->made - pp->used >= 2 && !pp->stop)
+		pthread_cond_wait(&pp->cv, &pp->mu);
+	if (pp->stop)
+		rc = RUN_STOPPED;
+	pthread_mutex_unlock(&pp->mu);
+	w->run_buf ^= 1;
+	w->run_n = 0;
+	return rc;
+}
+
+/*
+ * Copy the window's pages into runs, handing over each run once it is
+ * complete: to the callback directly (pp NULL) or to the consumer. The run
+ * still open at the end of the window continues in the next one.
+ */
+static int runs_fill(struct rwalk *w, struct rpipe *pp)
 {
 	int rc;
 
-	if (w->dst) {
-		rc = read_deliver(w);
-		w->nwin = 0;
-		return rc;
-	}
 	for (uint32_t i = 0; i < w->nwin; i++) {
 		const struct wpage *p = &w->sn->win[i];
 
 		if (w->run_n && (w->run_first + w->run_n != p->idx ||
 				 w->run_n == STORE_RUN_MAX)) {
-			rc = run_flush(w);
+			rc = pp ? run_publish(pp) : run_call(w);
 			if (rc)
 				return rc;
 		}
 		if (!w->run_n)
 			w->run_first = p->idx;
-		rc = page_out(w->sn->s, p, w->sn->run + w->run_n * STORE_PAGE_SIZE,
+		rc = page_out(w->sn->s, p,
+			      w->sn->run[w->run_buf] + w->run_n * STORE_PAGE_SIZE,
 			      w->verify);
 		if (rc)
 			return rc;
 		w->run_n++;
 	}
-	w->nwin = 0;
 	return 0;
 }
+
+static void *run_producer(void *arg)
+{
+	struct rpipe *pp = arg;
+	int rc = runs_fill(pp->w, pp);
+
+	pthread_mutex_lock(&pp->mu);
+	pp->rc = rc;
+	pp->fin = true;
+	pthread_cond_broadcast(&pp->cv);
+	pthread_mutex_unlock(&pp->mu);
+	return NULL;
+}
+
+/*
+ * Deliver a window's runs; for a large window, copy and check them on a
+ * producer thread one run ahead of the callback. Runs published before a
+ * damaged page are still passed on, as a sequential walk would.
+ */
+static int runs_deliver(struct rwalk *w)
+{
+	struct rpipe pp = { .w = w, .b0 = w->run_buf };
+	pthread_t t;
+	int rc = 0;
+
+	if (!w->split || w->nwin < w->par_min)
+		return runs_fill(w, NULL);
+	pthread_mutex_init(&pp.mu, NULL);
+	pthread_cond_init(&pp.cv, NULL);
+	if (!spawn(&t, run_producer, &pp)) {
+		pthread_cond_destroy(&pp.cv);
+		pthread_mutex_destroy(&pp.mu);
+		return runs_fill(w, NULL);
+	}
+	pthread_mutex_lock(&pp.mu);
+	for (;;) {
+		while (pp.used == pp.made && !pp.fin)
+			pthread_cond_wait(&pp.cv, &pp.mu);
+		if (pp.used == pp.made)
+			break;
+		unsigned b = (pp.b0 + pp.used) & 1;
+		uint64_t first = pp.first[b], n = pp.n[b];
+
+		pthread_mutex_unlock(&pp.mu);
+		rc = w->fn(w->arg, first, n, w->sn->run[b]);
+		pthread_mutex_lock(&pp.mu);
+		pp.used++;
+		if (rc)
+			pp.stop = true;
+		pthread_cond_broadcast(&pp.cv);
+		if (rc)
+			break;
+	}
+	pthread_mutex_unlock(&pp.mu);
+	pthread_join(t, NULL);
+	pthread_cond_destroy(&pp.cv);
+	pthread_mutex_destroy(&pp.mu);
+	return rc ? rc : pp.rc;
+}
+
+/* ---- the walk ---- */
 
 static int win_flush(struct rwalk *w)
 {
@@ -479,10 +608,9 @@ static int win_flush(struct rwalk *w)
 	if (!w->nwin)
 		return 0;
 	rc = win_lookup(w);
-	uint64_t t0=tnow();
 	if (!rc)
-		rc = win_deliver(w);
-	T_del+=tnow()-t0;
+		rc = w->dst ? read_deliver(w) : runs_deliver(w);
+	w->nwin = 0;
 	return rc;
 }
 
@@ -492,10 +620,10 @@ static int walk_page(struct rwalk *w, uint64_t idx, const struct store_hash *k)
 
 	p->key = *k;
 	p->idx = idx;
-	return w->nwin == w->sn->win_cap ? win_flush(w) : 0;
+	return w->nwin == w->win_cap ? win_flush(w) : 0;
 }
 
-/* Holes read as zeros; a run simply ends at one (win_deliver sees the gap). */
+/* Holes read as zeros; a run simply ends at one (the next page is not next). */
 static void walk_hole(struct rwalk *w, uint64_t a, uint64_t b)
 {
 	if (w->dst)
@@ -503,8 +631,12 @@ static void walk_hole(struct rwalk *w, uint64_t a, uint64_t b)
 		       (b - a) * STORE_PAGE_SIZE);
 }
 
+/*
+ * Walk the subtree of node k (at level, covering pages from base). With a
+ * page list, w->list[lo..hi) are the listed pages under this node.
+ */
 static int walk(struct rwalk *w, unsigned level, const struct store_hash *k,
-		uint64_t base)
+		uint64_t base, size_t lo, size_t hi)
 {
 	uint64_t span = tree_span(level);
 	uint64_t end = span > UINT64_MAX - base ? UINT64_MAX : base + span;
@@ -513,17 +645,22 @@ static int walk(struct rwalk *w, unsigned level, const struct store_hash *k,
 	struct node n;
 	int rc;
 
-	if (a >= b)
+	if (a >= b || (w->list && lo == hi))
 		return 0;
 	if (store_hash_is_zero(k)) {
-		walk_hole(w, a, b);
+		if (!w->list)
+			walk_hole(w, a, b);
+		for (size_t j = lo; j < hi; j++)
+			walk_hole(w, w->list[j], w->list[j] + 1);
 		return 0;
 	}
 	rc = node_load(w->sn->s, w->txn, k, level, &n, w->verify);
 	if (rc)
 		return rc;
 	if (level == 0) {
-		for (uint64_t i = a; i < b; i++) {
+		for (uint64_t i = a, j = lo; w->list ? j < hi : i < b; i++) {
+			if (w->list)
+				i = w->list[j++];
 			const struct store_hash *e = &n.e[i - base];
 
 			if (store_hash_is_zero(e)) {
@@ -537,16 +674,57 @@ static int walk(struct rwalk *w, unsigned level, const struct store_hash *k,
 		return 0;
 	}
 	uint64_t cspan = tree_span(level - 1);
+	size_t j = lo;
+
 	for (unsigned i = (unsigned)((a - base) / cspan); i < STORE_FANOUT; i++) {
 		uint64_t cbase = base + i * cspan;
+		uint64_t cend = cspan > UINT64_MAX - cbase ? UINT64_MAX : cbase + cspan;
+		size_t clo = j;
 
 		if (cbase >= b)
 			break;
-		rc = walk(w, level - 1, &n.e[i], cbase);
+		while (w->list && j < hi && w->list[j] < cend)
+			j++;
+		rc = walk(w, level - 1, &n.e[i], cbase, clo, j);
 		if (rc)
 			return rc;
 	}
 	return 0;
+}
+
+static void reader_close(struct reader *r)
+{
+	if (r->bc)
+		mdb_cursor_close(r->bc);
+	r->bc = NULL;
+}
+
+static int reader_open(struct store *s, struct reader *r)
+{
+	return store_mdb_err(mdb_cursor_open(r->txn, s->body, &r->bc));
+}
+
+/*
+ * A second read transaction for the lookups of a large walk, begun while
+ * the walk's own is open (so the map cannot move under it; a read-only
+ * transaction of an MDB_NOTLS environment may pass between threads). It
+ * may see a later commit: if the checkpoint still exists there, every
+ * chunk it references does too, with the same content (keys are content
+ * hashes). Any failure just means the lookups stay on one thread.
+ */
+static void second_reader(struct rwalk *w)
+{
+	struct store *s = w->sn->s;
+	struct reader *r = &w->r[1];
+
+	if (store_txn_begin(s, false, &r->txn)) {
+		r->txn = NULL;
+		return;
+	}
+	if (snap_alive(w->sn, r->txn) || reader_open(s, r)) {
+		mdb_txn_abort(r->txn);
+		r->txn = NULL;
+	}
 }
 
 static int walk_range(struct store_snap *sn, const char *disk, uint64_t first,
@@ -560,37 +738,48 @@ static int walk_range(struct store_snap *sn, const char *disk, uint64_t first,
 		return RW_ENOTFOUND;
 	if (first > m->npages || n > m->npages - first)
 		return -ERANGE;
+	if (w->list) {
+		for (size_t i = 0; i < w->nlist; i++) {
+			if (i && w->list[i] <= w->list[i - 1])
+				return -EINVAL;
+			if (w->list[i] >= m->npages)
+				return -ERANGE;
+		}
+		if (!w->nlist)
+			return 0;
+	}
 	if (!n)
 		return 0;
-	rc = win_alloc(sn, n);
+	rc = win_alloc(sn, w->list ? w->nlist : n, &w->win_cap);
 	if (rc)
 		return rc;
 	w->sn = sn;
 	w->first = first;
 	w->end = first + n;
 	w->verify = !(s->flags & STORE_OPEN_NO_READ_VERIFY);
+	w->par_min = s->read_par_min ? s->read_par_min : PAR_MIN_PAGES;
+	w->split = (w->list ? w->nlist : n) >= w->par_min && can_split(s);
 	rc = store_rd_begin(s, &w->txn);
 	if (rc)
 		return rc;
+	w->r[0].txn = w->txn;
 	rc = snap_alive(sn, w->txn);
 	if (!rc)
-		rc = store_mdb_err(mdb_cursor_open(w->txn, s->head, &w->hc));
-	if (!rc) {
-		rc = store_mdb_err(mdb_cursor_open(w->txn, s->body, &w->bc));
-		if (rc)
-			mdb_cursor_close(w->hc);
-	}
+		rc = reader_open(s, &w->r[0]);
 	if (rc)
 		goto out;
-	uint64_t t0=tnow();
-	rc = walk(w, m->height - 1, &m->root, 0);
+	if (w->split)
+		second_reader(w);
+	rc = walk(w, m->height - 1, &m->root, 0, 0, w->nlist);
 	if (!rc)
 		rc = win_flush(w);
 	if (!rc && !w->dst)
-		rc = run_flush(w);
-	T_walk+=tnow()-t0;
-	mdb_cursor_close(w->bc);
-	mdb_cursor_close(w->hc);
+		rc = run_call(w);
+	if (w->r[1].txn) {
+		reader_close(&w->r[1]);
+		mdb_txn_abort(w->r[1].txn);
+	}
+	reader_close(&w->r[0]);
 out:
 	store_rd_end(s, w->txn);
 	return rc;
@@ -604,14 +793,24 @@ int store_snap_read(struct store_snap *sn, const char *disk, uint64_t first,
 	return walk_range(sn, disk, first, n, &w);
 }
 
+int store_snap_read_pages(struct store_snap *sn, const char *disk,
+			  const uint64_t *idx, size_t n, void *image)
+{
+	const struct map_rec *m = rec_map(&sn->rec, disk);
+	struct rwalk w = { .dst = image, .list = idx, .nlist = n };
+
+	return walk_range(sn, disk, 0, m ? m->npages : 0, &w);
+}
+
 int store_snap_foreach_run(struct store_snap *sn, const char *disk,
 			   uint64_t first, uint64_t n, store_run_fn fn, void *arg)
 {
 	struct rwalk w = { .fn = fn, .arg = arg };
 
-	if (!sn->run) {
-		sn->run = malloc((size_t)STORE_RUN_MAX * STORE_PAGE_SIZE);
-		if (!sn->run)
+	for (int i = 0; i < 2; i++) {
+		if (!sn->run[i])
+			sn->run[i] = malloc((size_t)STORE_RUN_MAX * STORE_PAGE_SIZE);
+		if (!sn->run[i])
 			return -ENOMEM;
 	}
 	return walk_range(sn, disk, first, n, &w);

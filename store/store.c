@@ -2,7 +2,6 @@
  * store.c - opening a store, LMDB plumbing (errors, transactions, map
  * growth), and the small helpers the rest of store/ shares.
  */
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -195,15 +194,14 @@ struct hent *hmap_put(struct hmap *m, const struct store_hash *k, bool *created)
  * Hashing
  * =================================================================== */
 
-#if defined(__x86_64__)
+#ifdef REWIND_HAVE_XXH_DISPATCH
 /*
- * libxxhash's XXH3 with run-time CPU dispatch (AVX2, AVX-512), when the
- * library was built with it; the inline copy above is built for the
- * baseline instruction set only (SSE2) and takes about twice as long on a
- * page. Both compute the same function.
+ * libxxhash's XXH3 with run-time CPU dispatch (AVX2, AVX-512); the inline
+ * copy above is built for the baseline instruction set only (SSE2) and
+ * takes about twice as long on a page. Both compute the same function.
  */
 XXH128_hash_t XXH3_128bits_withSeed_dispatch(const void *input, size_t len,
-					     XXH64_hash_t seed) __attribute__((weak));
+					     XXH64_hash_t seed);
 #endif
 
 void store_hash_data(const struct store *s, int kind, const void *data,
@@ -212,12 +210,11 @@ void store_hash_data(const struct store *s, int kind, const void *data,
 	XXH64_hash_t seed = kind == CHUNK_NODE ? SEED_NODE : SEED_PAGE;
 	XXH128_hash_t h;
 
-#if defined(__x86_64__)
-	if (XXH3_128bits_withSeed_dispatch)
-		h = XXH3_128bits_withSeed_dispatch(data, len, seed);
-	else
+#ifdef REWIND_HAVE_XXH_DISPATCH
+	h = XXH3_128bits_withSeed_dispatch(data, len, seed);
+#else
+	h = XXH3_128bits_withSeed(data, len, seed);
 #endif
-		h = XXH3_128bits_withSeed(data, len, seed);
 	XXH128_canonical_t c;
 
 	XXH128_canonicalFromHash(&c, h);
@@ -509,7 +506,8 @@ static int meta_check(struct store *s, MDB_txn *txn, bool create,
 	rc = meta_get_u64(s, txn, "format", &fmt);
 	if (rc)
 		return rc == RW_ENOTFOUND ? RW_ECORRUPT : rc;
-	if (fmt > STORE_FORMAT_VERSION || fmt == 0) {
+	/* older formats are not converted: their layout differs */
+	if (fmt != STORE_FORMAT_VERSION) {
 		*found = (uint32_t)fmt;
 		return RW_EVERSION;
 	}
@@ -530,35 +528,6 @@ static int meta_check(struct store *s, MDB_txn *txn, bool create,
  * Open and close
  * =================================================================== */
 
-/*
- * The order of chunk keys: LMDB's default (bytes compared as unsigned, a
- * shorter key before a longer one with the same prefix), computed without
- * a call to memcmp for the 16-byte keys every chunk has. Reads sort their
- * keys the same way, and the on-disk order is the one LMDB's own tools see.
- */
-static int chunk_key_cmp(const MDB_val *a, const MDB_val *b)
-{
-	if (a->mv_size == 16 && b->mv_size == 16) {
-		uint64_t x, y;
-
-		memcpy(&x, a->mv_data, 8);
-		memcpy(&y, b->mv_data, 8);
-		if (x == y) {
-			memcpy(&x, (const uint8_t *)a->mv_data + 8, 8);
-			memcpy(&y, (const uint8_t *)b->mv_data + 8, 8);
-		}
-		x = be64toh(x);
-		y = be64toh(y);
-		return x < y ? -1 : x > y;
-	}
-	size_t n = a->mv_size < b->mv_size ? a->mv_size : b->mv_size;
-	int d = n ? memcmp(a->mv_data, b->mv_data, n) : 0;
-
-	if (d)
-		return d;
-	return a->mv_size < b->mv_size ? -1 : a->mv_size > b->mv_size;
-}
-
 static int open_dbis(struct store *s, MDB_txn *txn, bool create)
 {
 	static const char *const names[] = { "meta", "head", "body", "ckpt", "record" };
@@ -572,10 +541,7 @@ static int open_dbis(struct store *s, MDB_txn *txn, bool create)
 		if (rc)
 			return store_mdb_err(rc);
 	}
-	rc = mdb_set_compare(txn, s->head, chunk_key_cmp);
-	if (!rc)
-		rc = mdb_set_compare(txn, s->body, chunk_key_cmp);
-	return store_mdb_err(rc);
+	return 0;
 }
 
 int store_open(const char *path, struct store_open_opts *opts, struct store **out)
@@ -730,6 +696,12 @@ void store_test_set_hash_hook(struct store *s, store_hash_hook_fn fn, void *arg)
 {
 	s->hash_hook = fn;
 	s->hash_hook_arg = arg;
+}
+
+void store_test_set_read_window(struct store *s, uint32_t window, uint32_t par_min)
+{
+	s->read_window = window;
+	s->read_par_min = par_min;
 }
 
 static int set_format_txn(struct store *s, MDB_txn *txn, void *arg)

@@ -32,14 +32,17 @@
  *            "next-id" -> u64
  *   head     key[16] -> u8 format | u8 kind | u8 codec | u8 0 | u32 length |
  *                       u64 refcount | first 16 bytes of the content
- *   body     key[16] -> content bytes 16..length (absent when length <= 16)
+ *   body     key[16] | first 16 bytes of the content -> content bytes
+ *                       16..length (absent when length <= 16)
  *   ckpt     u64 id (big-endian, so ids sort) -> checkpoint record
  *   record   u64 id (big-endian) | name -> u32 version | u32 0 |
  *                       u64 XXH3-64 of the data | data
  *
  * The content is split between head and body so that a 4 KiB page fills
  * exactly one LMDB overflow page (a 4096-byte value would take two), and so
- * that reference counts are updated in small values.
+ * that reference counts are updated in small values. The body's key repeats
+ * the first 16 bytes, so that reading a chunk's content is one lookup (by
+ * key prefix) in the body database alone.
  *
  * Errors: every function returns 0 or a negative code: a negative errno or a
  * project code from err.h (decode with rw_strerror()). No LMDB code leaves
@@ -55,6 +58,10 @@
  *   child (LMDB's rule). Criterion tests therefore open stores inside tests.
  * - A struct store may be shared by threads. A struct store_ckpt and a
  *   struct store_snap may be used by one thread at a time (any thread).
+ * - A page read of 1024 pages or more (store_snap_read, _read_pages,
+ *   _foreach_run) runs part of its work on one helper thread, started with
+ *   every signal blocked and joined before the call returns, and holds a
+ *   second LMDB reader slot meanwhile.
  * - Keep readers short. A read call holds an LMDB read transaction only for
  *   its own duration, but a long read (a whole-checkpoint run walk, verify,
  *   export) keeps the pages it sees from being reused, so the file grows
@@ -87,8 +94,9 @@
 #define STORE_PAGE_SIZE 4096u
 /* Entries in a tree node (leaf or inner). Recorded in the store's meta. */
 #define STORE_FANOUT 64u
-/* Store format written and read by this code. */
-#define STORE_FORMAT_VERSION 1u
+/* Store format written and read by this code (the only one it reads;
+ * format 1 had 16-byte body keys). */
+#define STORE_FORMAT_VERSION 2u
 
 /* Limits; exceeding one gives RW_ELIMIT. */
 #define STORE_NAME_MAX 255u                  /* record and disk names */
@@ -142,8 +150,8 @@ struct store_open_opts {
  * @param out    receives the handle; free it with store_close()
  * @return 0, or
  *   RW_ENOTSTORE  path is missing, not a directory, or holds no rewind store
- *   RW_EVERSION   the store's format is newer than STORE_FORMAT_VERSION (or
- *                 its fanout differs); opts->found_format says which
+ *   RW_EVERSION   the store's format is not STORE_FORMAT_VERSION (or its
+ *                 fanout differs); opts->found_format says which
  *   RW_ECORRUPT   the store's meta data is damaged
  *   -EACCES, -EROFS, -EINVAL, -EMFILE and other errnos from the file system
  *   RW_ESTORE_FULL no space to create the store
@@ -329,6 +337,14 @@ const struct store_map_info *store_snap_map(const struct store_snap *sn,
  * Read n pages from first into buf (n * 4096 bytes); holes read as zeros.
  * Each chunk is re-hashed unless the store was opened with
  * STORE_OPEN_NO_READ_VERIFY.
+ *
+ * This is the fastest way to restore many pages: one call for a whole
+ * range (or map) looks its chunks up in key order, then copies each page
+ * once, straight into buf, and re-hashes the copy. A read of 1024 pages or
+ * more uses one helper thread (on a machine with more than one CPU) and a
+ * second LMDB reader slot for its duration. The snap keeps the lookup
+ * scratch of its largest read (56 bytes a page, for at most 64 Ki pages at
+ * a time) until it is closed.
  * @return 0, or
  *   -ERANGE       the range goes past the map's end
  *   RW_ENOTFOUND  no such disk, or the checkpoint was deleted meanwhile
@@ -340,17 +356,39 @@ int store_snap_read(struct store_snap *sn, const char *disk, uint64_t first,
 		    uint64_t n, void *buf) RW_MUST_CHECK;
 
 /*
+ * Read the listed pages of a map into an image of the whole map: page
+ * idx[i] is written to image + idx[i] * 4096 (a hole as zeros); pages not
+ * listed are left alone. One call for a scattered set (the pages a rollback
+ * rewrites) costs what store_snap_read() costs for as many pages, not a
+ * walk per piece.
+ * @param idx  ascending page indices, no repeats
+ * @return 0, -EINVAL (idx not strictly ascending), -ERANGE (an index at or
+ *   past the map's end), or the other errors of store_snap_read()
+ */
+int store_snap_read_pages(struct store_snap *sn, const char *disk,
+			  const uint64_t *idx, size_t n, void *image) RW_MUST_CHECK;
+
+/*
  * Called for a run of npages consecutive non-hole pages starting at first;
- * data (npages * 4096 bytes) is valid only during the call. Return 0 to go
- * on; any other value stops the walk and is returned by the walker.
+ * data (npages * 4096 bytes, checked against the chunk keys) is valid only
+ * during the call: it is a buffer of the snap, not the store's map (the map
+ * holds a page in two pieces, the body's key and its value, so there is no
+ * whole page there to point at). The callback runs on the caller's thread. Return 0 to go on;
+ * any other value stops the walk and is returned by the walker.
  */
 typedef int (*store_run_fn)(void *arg, uint64_t first, uint64_t npages,
 			    const void *data);
 
 /*
  * Stream the non-hole pages of [first, first + n) as runs, in ascending
- * order, for fast restore: holes are skipped without reading anything.
- * Runs are at most STORE_RUN_MAX pages long (a longer run comes in pieces).
+ * order: holes are skipped without reading anything. Runs are maximal but
+ * at most STORE_RUN_MAX pages long (a longer run comes in pieces). Lookups
+ * are batched as in store_snap_read(); for a walk of 1024 pages or more a
+ * helper thread copies and checks the next run while the callback handles
+ * the current one. A damaged chunk stops the walk before the run holding
+ * it: every run before it has been passed to fn. To restore into memory
+ * that is already zero, this copies once more than store_snap_read() (into
+ * the run buffer, then wherever fn puts it) but writes no holes.
  * @return 0, the callback's non-zero value, or the errors of
  *   store_snap_read()
  */

@@ -46,6 +46,7 @@ struct store {
 	/* test hooks (store_testing.h) */
 	store_hash_hook_fn hash_hook;
 	void *hash_hook_arg;
+	uint32_t read_window, read_par_min; /* page walks; 0 = the defaults */
 	/* page staging blocks kept between checkpoints */
 	pthread_mutex_t stage_lock;
 	void **stage_free;
@@ -177,11 +178,28 @@ int chunk_read(struct store *s, MDB_txn *txn, const struct store_hash *k,
 int chunk_put(struct store *s, MDB_txn *txn, const struct store_hash *k,
 	      int kind, const void *data, size_t len, uint64_t refs,
 	      bool *created);
+/*
+ * The two halves of chunk_put(): the head (created, or compared with the
+ * stored chunk), then, for a created chunk, the body. Between the two the
+ * chunk must not be read.
+ */
+int chunk_put_head(struct store *s, MDB_txn *txn, const struct store_hash *k,
+		   int kind, const void *data, size_t len, uint64_t refs,
+		   bool *created);
+int chunk_put_body(struct store *s, MDB_txn *txn, const struct store_hash *k,
+		   const void *data, size_t len);
 /* Add delta to a chunk's refcount. RW_ENOTFOUND if absent. */
 int chunk_ref(struct store *s, MDB_txn *txn, const struct store_hash *k,
 	      int64_t delta, uint64_t *after);
-/* Delete head and body. */
-int chunk_del(struct store *s, MDB_txn *txn, const struct store_hash *k);
+/* Delete head and body of chunk k, whose head is h. */
+int chunk_del(struct store *s, MDB_txn *txn, const struct store_hash *k,
+	      const struct chunk_head *h);
+/* Body key of chunk k: k, then the first 16 content bytes (inl). */
+#define BODY_KEY_SIZE (16 + HEAD_INLINE)
+void body_key(uint8_t out[BODY_KEY_SIZE], const struct store_hash *k,
+	      const uint8_t inl[HEAD_INLINE]);
+/* Delete every body whose key starts with k (gc of damaged chunks). */
+int body_del_all(struct store *s, MDB_txn *txn, const struct store_hash *k);
 /*
  * Drop one reference; when it was the last, free the chunk and (for a node)
  * drop its children's references, recursively. Adds freed content bytes

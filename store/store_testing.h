@@ -25,6 +25,14 @@ typedef void (*store_hash_hook_fn)(void *arg, int kind, const void *data,
 /* Install (or with fn NULL remove) the hash hook on this handle. */
 void store_test_set_hash_hook(struct store *s, store_hash_hook_fn fn, void *arg);
 
+/*
+ * Page walks of this handle look pages up in windows of at most window
+ * pages (0 = the default) and use a second thread for windows of at least
+ * par_min pages (0 = the default, UINT32_MAX = never). Small values let
+ * tests cross window boundaries and take the threaded paths cheaply.
+ */
+void store_test_set_read_window(struct store *s, uint32_t window, uint32_t par_min);
+
 /* Overwrite the store's recorded format version. @return 0 or an error. */
 int store_test_set_format(struct store *s, uint32_t version);
 

@@ -4,10 +4,14 @@
 #ifndef RW_TESTS_STORE_HELPERS_H
 #define RW_TESTS_STORE_HELPERS_H
 
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "store.h"
 #include "store_testing.h"
@@ -120,6 +124,30 @@ static inline uint64_t commit_pages(struct store *s, uint64_t parent, uint64_t n
 	cr_assert_eq(rc, 0, "commit: %s", rw_strerror(rc));
 	free(buf);
 	return id;
+}
+
+/* Find needle in the file and flip one byte of it; returns 0 on success. */
+static inline int flip_in_file(const char *path, const void *needle, size_t nlen)
+{
+	int fd = open(path, O_RDWR);
+	struct stat st;
+	uint8_t *buf;
+	int rc = -1;
+
+	if (fd < 0 || fstat(fd, &st))
+		return -1;
+	buf = malloc((size_t)st.st_size);
+	if (pread(fd, buf, (size_t)st.st_size, 0) == st.st_size) {
+		uint8_t *hit = memmem(buf, (size_t)st.st_size, needle, nlen);
+		if (hit) {
+			uint8_t b = hit[nlen / 2] ^ 0x01;
+			if (pwrite(fd, &b, 1, (hit - buf) + (off_t)nlen / 2) == 1)
+				rc = 0;
+		}
+	}
+	free(buf);
+	close(fd);
+	return rc;
 }
 
 #endif

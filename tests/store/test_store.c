@@ -570,6 +570,19 @@ Test(store, open_rules)
 	store_close(s);
 	cr_assert_eq(store_open(dir, &o, &s), RW_EVERSION);
 	cr_assert_eq(o.found_format, STORE_FORMAT_VERSION + 1);
+
+	/* and so is an older one: its chunk layout differs */
+	char *older;
+
+	cr_assert(asprintf(&older, "%s.older", dir) > 0);
+	s = open_store(older, 0);
+	cr_assert_eq(store_test_set_format(s, STORE_FORMAT_VERSION - 1), 0);
+	store_close(s);
+	o.found_format = 0;
+	cr_assert_eq(store_open(older, &o, &s), RW_EVERSION);
+	cr_assert_eq(o.found_format, STORE_FORMAT_VERSION - 1);
+	rm_rf(older);
+	free(older);
 }
 
 Test(store, poisoned_checkpoint)

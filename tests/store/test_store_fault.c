@@ -32,30 +32,6 @@ static void teardown(void)
 
 TestSuite(store_fault, .init = setup, .fini = teardown, .timeout = 90);
 
-/* Find needle in the file and flip one byte of it; returns 0 on success. */
-static int flip_in_file(const char *path, const void *needle, size_t nlen)
-{
-	int fd = open(path, O_RDWR);
-	struct stat st;
-	uint8_t *buf;
-	int rc = -1;
-
-	if (fd < 0 || fstat(fd, &st))
-		return -1;
-	buf = malloc((size_t)st.st_size);
-	if (pread(fd, buf, (size_t)st.st_size, 0) == st.st_size) {
-		uint8_t *hit = memmem(buf, (size_t)st.st_size, needle, nlen);
-		if (hit) {
-			uint8_t b = hit[nlen / 2] ^ 0x01;
-			if (pwrite(fd, &b, 1, (hit - buf) + (off_t)nlen / 2) == 1)
-				rc = 0;
-		}
-	}
-	free(buf);
-	close(fd);
-	return rc;
-}
-
 Test(store_fault, flipped_byte_found_by_verify_and_refused_by_read)
 {
 	struct store *s = open_store(dir, 0);
