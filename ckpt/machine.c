@@ -901,22 +901,25 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Rewrite the given pages (sorted, unique) from the snapshot, in runs. */
+/* Rewrite the given pages (sorted, unique) from the snapshot, in one read. */
 static int rewrite_pages(struct machine *m, struct store_snap *sn, const uint64_t *pages, uint64_t n)
 {
-	uint8_t *hva = m->vm->mem.hva;
+	int ret;
 
-	for (uint64_t i = 0; i < n;) {
-		uint64_t j = i + 1;
-		while (j < n && pages[j] == pages[j - 1] + 1 && j - i < 256)
-			j++;
-		int ret = store_snap_read(sn, NULL, pages[i], j - i, hva + pages[i] * RW_PAGE_SIZE);
-		if (ret)
-			return ret;
-		if (m->dirty)
+	if (!n)
+		return 0;
+	ret = store_snap_read_pages(sn, NULL, pages, n, m->vm->mem.hva);
+	if (ret)
+		return ret;
+	/* the checkpoint epoch now matches the target; the reset epoch does not */
+	if (m->dirty)
+		for (uint64_t i = 0; i < n;) {
+			uint64_t j = i + 1;
+			while (j < n && pages[j] == pages[j - 1] + 1)
+				j++;
 			dirty_note_restored(m->dirty, DIRTY_CKPT, pages[i], j - i);
-		i = j;
-	}
+			i = j;
+		}
 	return 0;
 }
 
@@ -1191,7 +1194,7 @@ static int open_store(struct machine *m, bool create)
 		   (m->opts.relaxed_sync ? STORE_OPEN_NOMETASYNC : 0);
 	ret = store_open(m->store_dir, &so, &m->store);
 	if (ret == RW_EVERSION)
-		rw_error("store %s has format version %u; this rewind reads up to %u", m->store_dir,
+		rw_error("store %s has format version %u; this rewind reads version %u", m->store_dir,
 			 so.found_format, STORE_FORMAT_VERSION);
 	else if (ret)
 		rw_error("opening store %s: %s", m->store_dir, rw_strerror(ret));

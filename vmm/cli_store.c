@@ -1021,8 +1021,8 @@ int cli_store_main(const char *name, int argc, char **argv)
 		goto out;
 	}
 	if (rc == RW_EVERSION) {
-		rw_error("%s: store %s has format version %u; this rewind reads version %u "
-			 "and older", name, c.store_dir, so.found_format, STORE_FORMAT_VERSION);
+		rw_error("%s: store %s has format version %u; this rewind reads version %u",
+			 name, c.store_dir, so.found_format, STORE_FORMAT_VERSION);
 		goto out;
 	}
 	if (rc) {
