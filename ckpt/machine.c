@@ -310,24 +310,30 @@ static int capture(struct machine *m, const char *label, struct capture **out)
 	c->pages = m->stage_pages;
 	t0 = rw_now_ns();
 
-	vm_pause(vm);
+	uint64_t t[6] = { 0 };
+
+	/* each vCPU saves its own state while this thread does the rest */
+	vm_pause_capture(vm, c->vcpus);
+	t[0] = rw_now_ns();
 	ret = quiesce_devices(vm, false);
-	if (ret)
-		goto resume;
-	ret = dirty_harvest(m->dirty);
-	if (ret)
-		goto resume;
-	for (unsigned i = 0; i < vm->ncpus && !ret; i++)
-		ret = vcpu_state_save(vm->vcpus[i], c->vcpus[i]);
+	if (!ret)
+		ret = dirty_harvest(m->dirty);
+	t[1] = rw_now_ns();
 	if (!ret)
 		ret = platform_state_save(vm, &c->platform);
 	if (!ret)
 		ret = state_devices_save(vm, put_dev, c);
 	if (!ret)
 		ret = capture_disks(vm, c);
+	t[2] = rw_now_ns();
+	int r = vm_capture_finish(vm);
+	if (!ret)
+		ret = r;
 	if (ret)
 		goto resume;
+	t[3] = rw_now_ns();
 	c->npages = dirty_take_into(m->dirty, DIRTY_CKPT, c->pages, dirty_npages(m->dirty));
+	t[4] = rw_now_ns();
 	ret = stage_reserve(m, c->npages);
 	if (ret) {
 		dirty_give_back(m->dirty, DIRTY_CKPT, c->pages, c->npages);
@@ -340,9 +346,17 @@ static int capture(struct machine *m, const char *label, struct capture **out)
 		       RW_PAGE_SIZE);
 resume:
 	quiesce_devices(vm, true);
+	t[5] = rw_now_ns();
 	vm_resume(vm);
 	c->t_resume = rw_now_ns();
 	c->pause_ns = c->t_resume - t0;
+	if (!ret)
+		rw_debug("pause %.0f us: barrier %.0f, harvest %.0f, platform and devices %.0f, "
+			 "vCPU state (rest) %.0f, dirty scan %.0f, copy %.0f, resume %.0f",
+			 (double)c->pause_ns / 1e3, (double)(t[0] - t0) / 1e3,
+			 (double)(t[1] - t[0]) / 1e3, (double)(t[2] - t[1]) / 1e3,
+			 (double)(t[3] - t[2]) / 1e3, (double)(t[4] - t[3]) / 1e3,
+			 (double)(t[5] - t[4]) / 1e3, (double)(c->t_resume - t[5]) / 1e3);
 	if (ret) {
 		capture_free(c, vm->ncpus);
 		return ret;

@@ -12,6 +12,7 @@
 #include "boot.h"
 #include "log.h"
 #include "util.h"
+#include "vcpu_state.h"
 #include "vm.h"
 
 /* ----------------------------------------------------------------- set-up */
@@ -290,10 +291,27 @@ static bool vcpu_park(struct vcpu *v)
 	pthread_mutex_lock(&vm->lock);
 	if (vm->pause_depth > 0 && !vm->stopping) {
 		v->parked = true;
+		v->in_park = true;
 		vm->parked++;
 		pthread_cond_broadcast(&vm->cond);
-		while (vm->pause_depth > 0 && !vm->stopping)
+		while (vm->pause_depth > 0 && !vm->stopping) {
+			/* a capture pause: save this vCPU's state here, in parallel */
+			if (vm->park_states && !v->state_saved) {
+				struct vcpu_state *st = vm->park_states[v->index];
+				int r;
+
+				pthread_mutex_unlock(&vm->lock);
+				r = vcpu_state_save(v, st);
+				pthread_mutex_lock(&vm->lock);
+				if (r && !vm->park_err)
+					vm->park_err = r;
+				v->state_saved = true;
+				pthread_cond_broadcast(&vm->cond);
+				continue;
+			}
 			pthread_cond_wait(&vm->cond, &vm->lock);
+		}
+		v->in_park = false;
 		v->parked = false;
 		vm->parked--;
 	}

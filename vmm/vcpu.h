@@ -33,6 +33,8 @@ struct vcpu {
 	pthread_t thread;
 	bool thread_started;
 	bool parked;            /* counted in vm->parked */
+	bool in_park;           /* its thread waits in the park loop */
+	bool state_saved;       /* saved for the current vm_pause_capture */
 	bool finished;
 	uint64_t exits;         /* KVM_RUN returns, for statistics */
 	struct kvm_dirty_gfn *ring; /* dirty ring (vm->cfg.dirty_ring_entries), or NULL */

@@ -333,9 +333,27 @@ static void kick(struct vcpu *v)
 		pthread_kill(v->thread, VCPU_KICK_SIGNAL);
 }
 
+static bool accounted(const struct vm *vm)
+{
+	return vm->parked + (vm->ncpus - vm->running) >= vm->ncpus;
+}
+
+/*
+ * Wait, with vm->lock held, until every vCPU is parked or finished. Spin
+ * briefly first: a vCPU leaves KVM_RUN within tens of microseconds of its
+ * kick, sooner than a sleep on the condition variable and the wake-up
+ * would take; the lock is dropped between looks so the vCPUs can park.
+ */
 static void wait_accounted(struct vm *vm)
 {
-	while (vm->parked + (vm->ncpus - vm->running) < vm->ncpus)
+	uint64_t t0 = rw_now_ns();
+
+	while (!accounted(vm) && rw_now_ns() - t0 < 300000) {
+		pthread_mutex_unlock(&vm->lock);
+		__builtin_ia32_pause();
+		pthread_mutex_lock(&vm->lock);
+	}
+	while (!accounted(vm))
 		pthread_cond_wait(&vm->cond, &vm->lock);
 }
 
@@ -374,6 +392,48 @@ void vm_resume_self(struct vm *vm, struct vcpu *self)
 		pthread_cond_broadcast(&vm->cond);
 	}
 	pthread_mutex_unlock(&vm->lock);
+}
+
+int vm_pause_capture(struct vm *vm, struct vcpu_state **states)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->park_states = states;
+	vm->park_err = 0;
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		vm->vcpus[i]->state_saved = false;
+	pthread_cond_broadcast(&vm->cond); /* vCPUs already parked save too */
+	pthread_mutex_unlock(&vm->lock);
+	return vm_pause(vm);
+}
+
+int vm_capture_finish(struct vm *vm)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	for (;;) {
+		bool waiting = false;
+		for (unsigned i = 0; i < vm->ncpus; i++)
+			if (vm->vcpus[i]->in_park && !vm->vcpus[i]->state_saved)
+				waiting = true;
+		if (!waiting)
+			break;
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	}
+	/* the rest are outside KVM_RUN and not in the park loop: save them here */
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+		if (v->state_saved)
+			continue;
+		int r = vcpu_state_save(v, vm->park_states[i]);
+		if (r && !vm->park_err)
+			vm->park_err = r;
+		v->state_saved = true;
+	}
+	ret = vm->park_err;
+	vm->park_states = NULL;
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
 }
 
 void vm_vcpu_block_begin(struct vm *vm, struct vcpu *self)

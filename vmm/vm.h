@@ -108,6 +108,10 @@ struct vm {
 		uint32_t device_id;
 	} virtio[16];
 
+	/* capture while parking (vm_pause_capture) */
+	struct vcpu_state **park_states;
+	int park_err;
+
 	/* machine-state shape, probed once (vcpu_state.c) */
 	uint32_t xsave_size;
 	bool sregs2;
@@ -174,6 +178,17 @@ void vm_vcpu_block_begin(struct vm *vm, struct vcpu *self);
 void vm_vcpu_block_end(struct vm *vm, struct vcpu *self);
 void vm_resume(struct vm *vm);
 void vm_resume_self(struct vm *vm, struct vcpu *self);
+
+/*
+ * vm_pause(), and every vCPU saves its own state (vcpu_state_save) into
+ * states[index] on its own thread as it parks, in parallel with each other
+ * and with whatever the caller does next. vm_capture_finish() waits for
+ * those saves, saves the vCPUs that were not parked by their thread
+ * (finished, not started, blocked in a hypercall) itself, and returns the
+ * first error. Call it before vm_resume().
+ */
+int vm_pause_capture(struct vm *vm, struct vcpu_state **states);
+int vm_capture_finish(struct vm *vm) RW_MUST_CHECK;
 
 /* Ask the VM to stop; the first stop reason recorded wins. Any thread. */
 void vm_request_stop(struct vm *vm, const struct vm_stop_info *why);
