@@ -436,7 +436,6 @@ int cli_demo_main(int argc, char **argv)
 			memset(&ss, 0, sizeof(ss));
 		store_close(sto);
 	}
-	struct sched_status sst = { 0 };
 	pthread_mutex_lock(&d->lock);
 	double p50 = pct(d->pauses_us, d->npauses, 0.5), p99 = pct(d->pauses_us, d->npauses, 0.99);
 	unsigned taken = d->npauses;
@@ -491,7 +490,6 @@ int cli_demo_main(int argc, char **argv)
 		if (store_arg)
 			printf("  store           %s (rewind ls --store %s)\n", d->store, d->store);
 	}
-	(void)sst;
 	status = ok ? 0 : 1;
 out:
 	sched_stop(s);
