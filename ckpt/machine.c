@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,23 @@ struct disk_cap {
 	uint8_t *data;            /* n * 4096: content, zeros for absent blocks */
 };
 
+/*
+ * A second thread for the page copy of large captures: while the vCPUs are
+ * parked their cores are idle, so two copies run side by side.
+ */
+#define COPY_SPLIT_MIN 512
+
+struct copier {
+	pthread_t thread;
+	bool started, stop, work;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint8_t *dst;
+	const uint8_t *hva;
+	const uint64_t *pages;
+	uint64_t n;
+};
+
 struct machine {
 	struct vm *vm;
 	struct machine_opts opts;
@@ -116,6 +134,8 @@ struct machine {
 	uint64_t *own;
 	unsigned nown, capown;
 	uint64_t deleted;
+
+	struct copier copier;
 
 	/* staging for the capture in flight (see struct capture) */
 	uint64_t *stage_pages;     /* dirty_npages() entries */
@@ -184,6 +204,85 @@ static int quiesce_devices(struct vm *vm, bool resume)
  * Steps 1-5 with the VM paused. Returns 0 with *out filled, or an error
  * with the dirty bits untouched.
  */
+/* Copy pages[0..n) of guest RAM (hva) to dst, page by page. */
+static void copy_pages(uint8_t *dst, const uint8_t *hva, const uint64_t *pages, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		memcpy(dst + i * RW_PAGE_SIZE, hva + pages[i] * RW_PAGE_SIZE, RW_PAGE_SIZE);
+}
+
+static void *copier_thread(void *arg)
+{
+	struct copier *cp = arg;
+
+	pthread_mutex_lock(&cp->lock);
+	for (;;) {
+		while (!cp->work && !cp->stop)
+			pthread_cond_wait(&cp->cond, &cp->lock);
+		if (cp->stop)
+			break;
+		pthread_mutex_unlock(&cp->lock);
+		copy_pages(cp->dst, cp->hva, cp->pages, cp->n);
+		pthread_mutex_lock(&cp->lock);
+		cp->work = false;
+		pthread_cond_broadcast(&cp->cond);
+	}
+	pthread_mutex_unlock(&cp->lock);
+	return NULL;
+}
+
+static void copier_start(struct copier *cp)
+{
+	sigset_t all, old;
+
+	pthread_mutex_init(&cp->lock, NULL);
+	pthread_cond_init(&cp->cond, NULL);
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	cp->started = pthread_create(&cp->thread, NULL, copier_thread, cp) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void copier_stop(struct copier *cp)
+{
+	if (!cp->started)
+		return;
+	pthread_mutex_lock(&cp->lock);
+	cp->stop = true;
+	pthread_cond_broadcast(&cp->cond);
+	pthread_mutex_unlock(&cp->lock);
+	pthread_join(cp->thread, NULL);
+	pthread_cond_destroy(&cp->cond);
+	pthread_mutex_destroy(&cp->lock);
+	cp->started = false;
+}
+
+/* Copy the capture's pages, the second half on the copier when it pays. */
+static void copy_capture(struct machine *m, struct capture *c)
+{
+	const uint8_t *hva = m->vm->mem.hva;
+	struct copier *cp = &m->copier;
+	uint64_t half = c->npages / 2;
+
+	if (!cp->started || c->npages < COPY_SPLIT_MIN) {
+		copy_pages(c->data, hva, c->pages, c->npages);
+		return;
+	}
+	pthread_mutex_lock(&cp->lock);
+	cp->dst = c->data + half * RW_PAGE_SIZE;
+	cp->hva = hva;
+	cp->pages = c->pages + half;
+	cp->n = c->npages - half;
+	cp->work = true;
+	pthread_cond_broadcast(&cp->cond);
+	pthread_mutex_unlock(&cp->lock);
+	copy_pages(c->data, hva, c->pages, half);
+	pthread_mutex_lock(&cp->lock);
+	while (cp->work)
+		pthread_cond_wait(&cp->cond, &cp->lock);
+	pthread_mutex_unlock(&cp->lock);
+}
+
 static int stage_alloc(struct machine *m)
 {
 	struct vm *vm = m->vm;
@@ -341,9 +440,7 @@ static int capture(struct machine *m, const char *label, struct capture **out)
 		goto resume;
 	}
 	c->data = m->stage_data;
-	for (uint64_t i = 0; i < c->npages; i++)
-		memcpy(c->data + i * RW_PAGE_SIZE, vm->mem.hva + c->pages[i] * RW_PAGE_SIZE,
-		       RW_PAGE_SIZE);
+	copy_capture(m, c);
 resume:
 	quiesce_devices(vm, true);
 	t[5] = rw_now_ns();
@@ -1402,6 +1499,7 @@ int machine_start(struct machine *m)
 		if (ret)
 			return ret;
 		m->writer_started = true;
+		copier_start(&m->copier); /* optional: without it one thread copies */
 	}
 	return vm_start(m->vm);
 }
@@ -1439,6 +1537,7 @@ void machine_destroy(struct machine *m)
 		machine_wait(m, NULL);
 	}
 	writer_join(m);
+	copier_stop(&m->copier);
 	console_detach(m->console);
 	if (m->vm)
 		stage_free(m);
