@@ -305,3 +305,47 @@ Test(machine, corrupt_record_refuses_restore, .timeout = 120)
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cli_result_free(&r);
 }
+
+/* The guest asks for a checkpoint itself (rw_checkpoint): it gets the id, a
+ * restore resumes it there with 0, and so does a rollback in place. */
+Test(machine, guest_requested_checkpoint, .timeout = 120)
+{
+	struct env e;
+	struct machine *m = make(&e, "selfckpt", NULL, 1, DIRTY_RING);
+	struct vm_stop_info st;
+	unsigned long long h1 = 0, h2 = 0;
+	long long id = 0;
+
+	cr_assert_eq(machine_start(m), 0);
+	machine_wait(m, &st);
+	cr_assert_eq(st.reason, VM_STOP_EXIT, "%s", st.msg);
+	const char *out = slurp(e.console);
+	cr_assert_eq(sscanf(strstr(out, "state "), "state %llx", &h1), 1, "%s", out);
+	const char *took = strstr(out, "took checkpoint ");
+	cr_assert_not_null(took, "%s", out);
+	id = strtoll(took + 16, NULL, 10);
+	cr_assert_gt(id, 0);
+
+	/* rollback in place, on the stopped VM, then run on */
+	cr_assert_eq(machine_rollback(m, (uint64_t)id), 0);
+	cr_assert_eq(machine_start(m), 0);
+	machine_wait(m, &st);
+	cr_assert_eq(st.reason, VM_STOP_EXIT, "%s", st.msg);
+	const char *res = strstr(slurp(e.console), "resumed, state ");
+	cr_assert_not_null(res, "%s", slurp(e.console));
+	cr_assert_eq(sscanf(res, "resumed, state %llx", &h2), 1);
+	cr_assert_eq(h2, h1, "the resumed state differs");
+	machine_destroy(m);
+
+	/* and in a new process */
+	char ids[32];
+	snprintf(ids, sizeof(ids), "%lld", id);
+	const char *argv[] = { "rewind", "restore", "--store", e.store, "--no-stdin", ids, NULL };
+	struct cli_result r;
+	cr_assert_eq(cli_run(argv, NULL, 60, 0, &r), 0);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	char want[64];
+	snprintf(want, sizeof(want), "selfckpt: resumed, state %016llx", h1);
+	cr_assert(strstr(r.out, want) != NULL, "restore printed: %s", r.out);
+	cli_result_free(&r);
+}

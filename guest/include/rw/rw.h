@@ -254,8 +254,8 @@ int64_t rw_host_write(void *dst, size_t len, uint64_t seed);
  * "Checkpoint here" (RW_HC_CHECKPOINT): the VM pauses, rewind takes a
  * checkpoint labelled label (may be NULL) and the program continues.
  * Returns the checkpoint id (> 0), or -ENOSYS when the VM runs without a
- * store. After a restore of that checkpoint the program continues from this
- * call again, with the same return value.
+ * store. A VM restored or rolled back to that checkpoint continues from this
+ * call too, where it returns 0 (like fork()), so the program can tell.
  */
 int64_t rw_checkpoint(const char *label);
 
