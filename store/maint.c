@@ -21,6 +21,23 @@ struct del_ctx {
 	uint64_t freed;
 };
 
+/* Is id in the ascending array ids[0..n)? */
+static bool id_known(const uint64_t *ids, size_t n, uint64_t id)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (ids[mid] == id)
+			return true;
+		if (ids[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
 static int del_records(struct store *s, MDB_txn *txn, uint64_t id)
 {
 	MDB_cursor *cur;
@@ -596,25 +613,13 @@ static int verify_ckpts(struct verify *v)
 		uint64_t id = k.mv_size >= 8 ? get_be64(k.mv_data) : 0;
 		size_t nlen = k.mv_size >= 8 ? k.mv_size - 8 : 0;
 		const uint8_t *p = val.mv_data;
-		bool known = false;
 
 		v->st.records++;
 		if (nlen > STORE_NAME_MAX)
 			nlen = STORE_NAME_MAX;
 		memcpy(name, (const uint8_t *)k.mv_data + 8, nlen);
 		name[nlen] = 0;
-		for (size_t lo = 0, hi = v->nckpts; lo < hi;) {
-			size_t mid = (lo + hi) / 2;
-			if (v->ckpts[mid] == id) {
-				known = true;
-				break;
-			}
-			if (v->ckpts[mid] < id)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		if (!known) {
+		if (!id_known(v->ckpts, v->nckpts, id)) {
 			snprintf(msg, sizeof(msg), "record \"%.120s\" belongs to no checkpoint (%llu)",
 				 name, (unsigned long long)id);
 			rc = vreport(v, STORE_PROB_ORPHAN_RECORD, RW_ECORRUPT, 0, name, msg);
@@ -1059,20 +1064,8 @@ static int gc_txn(struct store *s, MDB_txn *txn, void *arg)
 	mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
 	while (!mrc) {
 		uint64_t id = k.mv_size >= 8 ? get_be64(k.mv_data) : 0;
-		bool known = false;
 
-		for (size_t lo = 0, hi = nids; lo < hi;) {
-			size_t mid = (lo + hi) / 2;
-			if (ids[mid] == id) {
-				known = true;
-				break;
-			}
-			if (ids[mid] < id)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		if (!known) {
+		if (!id_known(ids, nids, id)) {
 			g->st.records_freed++;
 			if (!g->dry_run) {
 				mrc = mdb_cursor_del(cur, 0);
