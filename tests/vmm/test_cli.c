@@ -199,3 +199,15 @@ Test(cli, not_a_kernel)
 	const char *c[] = { "rewind", "run", "--kernel", trunc, NULL };
 	expect_usage_error(c, "trunc.elf");
 }
+
+Test(cli, memory_above_the_pci_hole)
+{
+	rw_test_require_kvm();
+	/* 5 GiB: 3 GiB below the hole, 2 GiB from 4 GiB up */
+	const char *argv[] = { "rewind", "run", "--mem", "5G", "--kernel", rw_test_guest("hello"), NULL };
+	struct cli_result r = run(argv);
+
+	cr_assert_eq(r.status, 0, "status %d, stderr: %s", r.status, r.err);
+	cr_assert_str_eq(r.out, HELLO_OUTPUT);
+	cli_result_free(&r);
+}

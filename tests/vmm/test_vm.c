@@ -266,3 +266,53 @@ Test(vm, cpl0_emulation_failure_is_reported, .timeout = 60)
 	cr_assert(strstr(st.msg, "vCPU 0") && strstr(st.msg, "KVM_EXIT_INTERNAL_ERROR") &&
 		  strstr(st.msg, "RIP 0x"), "%s", st.msg);
 }
+
+Test(vm, ram_split_around_the_pci_hole, .timeout = 60)
+{
+	rw_test_require_kvm();
+	struct vm_config cfg;
+	struct vm *vm;
+	struct vm_stop_info st;
+	struct kvm_regs regs;
+	uint8_t code[32];
+	size_t n = 0;
+	uint64_t high = (4ULL << 30) + 0x12345000, hc = RW_GPA_HYPERCALL + 8 * RW_HC_EXIT;
+
+	config_init(&cfg);
+	cfg.mem_size = 5ULL << 30;
+	cfg.serial_in = false;
+	cfg.entry = VM_ENTRY_USER;
+	snprintf(cfg.kernel, sizeof(cfg.kernel), "%s", rw_test_guest("hello"));
+	snprintf(cfg.serial_out, sizeof(cfg.serial_out), "/dev/null");
+	cr_assert_eq(vm_create(&cfg, &vm), 0);
+	cr_assert_eq(board_build(vm), 0);
+	cr_assert_eq(vm_boot(vm), 0);
+	cr_assert_eq(vm->mem.nr_slots, 2);
+	cr_assert_eq(vm->mem.slots[0].size, 3ULL << 30);
+	cr_assert_eq(vm->mem.slots[1].gpa, 4ULL << 30);
+	cr_assert_eq(vm->mem.slots[1].size, 2ULL << 30);
+	cr_assert_null(mem_gpa_to_hva(&vm->mem, 3ULL << 30, 1), "the hole must not be RAM");
+	cr_assert_null(mem_gpa_to_hva(&vm->mem, (3ULL << 30) - 4096, 8192), "a range into the hole");
+
+	/* CPL3 code stores 0x5a above 4 GiB, then exits with code 0 */
+	code[n++] = 0xb0; code[n++] = 0x5a;                       /* mov $0x5a, %al */
+	code[n++] = 0x48; code[n++] = 0xa2;                       /* movabs %al, high */
+	memcpy(code + n, &high, 8); n += 8;
+	code[n++] = 0x31; code[n++] = 0xff;                       /* xor %edi, %edi */
+	code[n++] = 0x48; code[n++] = 0xa1;                       /* movabs hc, %rax */
+	memcpy(code + n, &hc, 8); n += 8;
+	code[n++] = 0xeb; code[n++] = 0xfe;
+	cr_assert_eq(mem_write(&vm->mem, vm->image.free_start, code, n), 0);
+	cr_assert_eq(vcpu_get_regs(vm->vcpus[0], &regs), 0);
+	regs.rip = vm->image.free_start;
+	cr_assert_eq(vcpu_set_regs(vm->vcpus[0], &regs), 0);
+	cr_assert_eq(vm_start(vm), 0);
+	vm_wait(vm, &st);
+	cr_assert_eq(st.reason, VM_STOP_EXIT, "%s", st.msg);
+	/* it landed in the second slot, at its offset in guest RAM */
+	uint8_t *p = mem_gpa_to_hva(&vm->mem, high, 1);
+	cr_assert_not_null(p);
+	cr_assert_eq(*p, 0x5a);
+	cr_assert_eq(p, vm->mem.hva + (3ULL << 30) + 0x12345000);
+	vm_destroy(vm);
+}
