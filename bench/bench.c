@@ -90,7 +90,7 @@ double bench_xxh3_ns_per_page(size_t npages, unsigned reps)
 {
 	uint8_t *src = alloc_pages(npages);
 	double best = 1e30;
-	uint64_t sink = 0;
+	volatile uint64_t sink = 0; /* keeps the hashes from being optimised away */
 
 	if (!src)
 		return -1;
@@ -107,7 +107,7 @@ double bench_xxh3_ns_per_page(size_t npages, unsigned reps)
 			best = ns;
 	}
 	munmap(src, npages * RW_PAGE_SIZE);
-	return sink == 42 ? best + 0 : best; /* keep the hashes alive */
+	return best;
 }
 
 double bench_lmdb_put_ns(const char *dir, size_t npages)

@@ -112,11 +112,14 @@ static uint64_t ring_collect(struct dirty_tracker *t, struct vcpu *v)
 
 int dirty_harvest_vcpu(struct dirty_tracker *t, struct vcpu *v)
 {
+	uint64_t got;
+
 	if (!t->ring || !v->ring)
 		return 0;
-	if (ring_collect(t, v) && ioctl(t->vm->fd, KVM_RESET_DIRTY_RINGS, 0) < 0)
+	got = ring_collect(t, v);
+	if (got && ioctl(t->vm->fd, KVM_RESET_DIRTY_RINGS, 0) < 0)
 		return -errno;
-	return 0;
+	return got > INT32_MAX ? INT32_MAX : (int)got;
 }
 
 static int bitmap_harvest(struct dirty_tracker *t)
@@ -198,13 +201,11 @@ int dirty_harvest(struct dirty_tracker *t)
 static void ring_full(void *opaque, struct vcpu *v)
 {
 	struct dirty_tracker *t = opaque;
-	uint64_t got;
-	int ret = 0;
+	int got = dirty_harvest_vcpu(t, v);
 
-	got = ring_collect(t, v);
-	if (got && ioctl(t->vm->fd, KVM_RESET_DIRTY_RINGS, 0) < 0)
-		ret = -errno;
-	if (got) {
+	if (got < 0) {
+		rw_error("vCPU %u: harvesting a full dirty ring: %s", v->index, rw_strerror(got));
+	} else if (got > 0) {
 		__atomic_store_n(&t->empty_full_exits, 0, __ATOMIC_RELAXED);
 	} else if (__atomic_add_fetch(&t->empty_full_exits, 1, __ATOMIC_RELAXED) == RING_STUCK_EXITS) {
 		struct vm_stop_info why = { .reason = VM_STOP_FATAL, .vcpu = v->index,
@@ -215,8 +216,6 @@ static void ring_full(void *opaque, struct vcpu *v)
 			 "which emulated CPL0 code can do; run with --dirty-log bitmap", v->index);
 		vm_request_stop(t->vm, &why);
 	}
-	if (ret)
-		rw_error("vCPU %u: harvesting a full dirty ring: %s", v->index, rw_strerror(ret));
 }
 
 /* ----------------------------------------------------------------- epochs */

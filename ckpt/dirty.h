@@ -51,7 +51,10 @@ void dirty_stop(struct dirty_tracker *t);
 
 /* Collect what KVM logged into both epochs, re-arming write protection. */
 int dirty_harvest(struct dirty_tracker *t) RW_MUST_CHECK;
-/* Ring mode, from vcpu's thread on KVM_EXIT_DIRTY_RING_FULL. */
+/*
+ * Ring mode, from vcpu's thread on KVM_EXIT_DIRTY_RING_FULL: harvest that
+ * vCPU's ring. Returns the entries harvested (0 in bitmap mode) or -errno.
+ */
 int dirty_harvest_vcpu(struct dirty_tracker *t, struct vcpu *vcpu) RW_MUST_CHECK;
 
 /*

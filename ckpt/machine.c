@@ -949,14 +949,13 @@ static int cmp_u64(const void *a, const void *b);
  * differing between head and target; may be NULL = every block), or one
  * that was not present before the load (before may be NULL = none was).
  */
-static int restore_disk(struct machine *m, struct store_snap *sn, struct disk *d,
+static int restore_disk(struct store_snap *sn, struct disk *d,
 			const struct present_set *before, uint64_t *changed, uint64_t nchanged)
 {
 	uint64_t from = 0, start, count;
 	uint8_t *buf = malloc(RW_PAGE_SIZE);
 	int ret = 0;
 
-	(void)m;
 	if (!buf)
 		return -ENOMEM;
 	if (changed)
@@ -1095,7 +1094,7 @@ static int rollback_disks(struct machine *m, struct store_snap *sn, uint64_t id,
 		if (!virtio_blk_is(d))
 			continue;
 		bool all = changed[i].n == UINT64_MAX;
-		ret = restore_disk(m, sn, virtio_blk_disk(d), all ? NULL : &before[i],
+		ret = restore_disk(sn, virtio_blk_disk(d), all ? NULL : &before[i],
 				   all ? NULL : changed[i].p, all ? 0 : changed[i].n);
 		i++;
 	}
@@ -1452,7 +1451,7 @@ int machine_restore(uint64_t id, const struct machine_opts *o, struct machine **
 	for (struct device *d = m->vm->devices; !ret && d; d = d->next) {
 		if (!virtio_blk_is(d))
 			continue;
-		ret = restore_disk(m, sn, virtio_blk_disk(d), NULL, NULL, 0);
+		ret = restore_disk(sn, virtio_blk_disk(d), NULL, NULL, 0);
 		if (ret) {
 			rw_error("checkpoint %" PRIu64 ": restoring disk %s: %s", id,
 				 disk_name(virtio_blk_disk(d)), rw_strerror(ret));
