@@ -38,6 +38,65 @@ static bool id_known(const uint64_t *ids, size_t n, uint64_t id)
 	return false;
 }
 
+/*
+ * Delete (or, dry_run, only count) every entry of dbi that leftover() says
+ * belongs to nothing. Returns 0 or a store error.
+ */
+static int gc_sweep(MDB_txn *txn, MDB_dbi dbi, bool (*leftover)(void *arg, const MDB_val *key),
+		    void *arg, bool dry_run, uint64_t *count)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int mrc = mdb_cursor_open(txn, dbi, &cur);
+
+	if (mrc)
+		return store_mdb_err(mrc);
+	mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	while (!mrc) {
+		if (leftover(arg, &k)) {
+			(*count)++;
+			if (!dry_run) {
+				mrc = mdb_cursor_del(cur, 0);
+				if (mrc)
+					break;
+				mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+				continue;
+			}
+		}
+		mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	return mrc && mrc != MDB_NOTFOUND && mrc != EINVAL ? store_mdb_err(mrc) : 0;
+}
+
+struct body_probe {
+	MDB_txn *txn;
+	MDB_dbi head;
+};
+
+/* A body is a leftover when its key is malformed or its head is gone. */
+static bool body_orphan(void *arg, const MDB_val *k)
+{
+	const struct body_probe *bp = arg;
+	MDB_val hk = { 16, k->mv_data }, hv;
+
+	return k->mv_size != BODY_KEY_SIZE || mdb_get(bp->txn, bp->head, &hk, &hv) == MDB_NOTFOUND;
+}
+
+struct id_set {
+	const uint64_t *ids;
+	size_t n;
+};
+
+/* A record is a leftover when no checkpoint has its id. */
+static bool record_orphan(void *arg, const MDB_val *k)
+{
+	const struct id_set *set = arg;
+
+	return !id_known(set->ids, set->n, k->mv_size >= 8 ? get_be64(k->mv_data) : 0);
+}
+
+
 static int del_records(struct store *s, MDB_txn *txn, uint64_t id)
 {
 	MDB_cursor *cur;
@@ -1027,60 +1086,16 @@ static int gc_txn(struct store *s, MDB_txn *txn, void *arg)
 	if (rc)
 		goto out;
 
-	/* bodies without heads */
-	rc = store_mdb_err(mdb_cursor_open(txn, s->body, &cur));
+	/* bodies without heads; a body whose first bytes differ from its
+	 * head's is damage (verify reports it), not a leftover: it stays */
+	struct body_probe bp = { txn, s->head };
+	rc = gc_sweep(txn, s->body, body_orphan, &bp, g->dry_run, &g->st.bodies_freed);
 	if (rc)
 		goto out;
-	mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-	while (!mrc) {
-		MDB_val hk = { 16, k.mv_data }, hv;
 
-		/* a body whose first bytes differ from its head's is damage
-		 * (verify reports it), not a leftover: it stays */
-		if (k.mv_size != BODY_KEY_SIZE ||
-		    mdb_get(txn, s->head, &hk, &hv) == MDB_NOTFOUND) {
-			g->st.bodies_freed++;
-			if (!g->dry_run) {
-				mrc = mdb_cursor_del(cur, 0);
-				if (mrc)
-					break;
-				mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
-				continue;
-			}
-		}
-		mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-	}
-	mdb_cursor_close(cur);
-	cur = NULL;
-	if (mrc && mrc != MDB_NOTFOUND && mrc != EINVAL) {
-		rc = store_mdb_err(mrc);
-		goto out;
-	}
-
-	/* records of no checkpoint (ids are sorted: the cursor walked in order) */
-	rc = store_mdb_err(mdb_cursor_open(txn, s->rec, &cur));
-	if (rc)
-		goto out;
-	mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-	while (!mrc) {
-		uint64_t id = k.mv_size >= 8 ? get_be64(k.mv_data) : 0;
-
-		if (!id_known(ids, nids, id)) {
-			g->st.records_freed++;
-			if (!g->dry_run) {
-				mrc = mdb_cursor_del(cur, 0);
-				if (mrc)
-					break;
-				mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
-				continue;
-			}
-		}
-		mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-	}
-	mdb_cursor_close(cur);
-	cur = NULL;
-	if (mrc && mrc != MDB_NOTFOUND && mrc != EINVAL)
-		rc = store_mdb_err(mrc);
+	/* records of no checkpoint */
+	struct id_set known = { ids, nids };
+	rc = gc_sweep(txn, s->rec, record_orphan, &known, g->dry_run, &g->st.records_freed);
 out:
 	if (cur)
 		mdb_cursor_close(cur);
