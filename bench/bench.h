@@ -45,6 +45,15 @@ double bench_lmdb_put_ns(const char *dir, size_t npages);
 #include "config.h"
 double bench_exit_roundtrip_us(const char *image, enum vm_entry entry, unsigned n);
 
+/*
+ * The same loop kept open, for benches that time it in blocks between their
+ * own, so that both see the same host conditions.
+ */
+struct bench_exit_loop;
+struct bench_exit_loop *bench_exit_loop_open(const char *image, enum vm_entry entry);
+double bench_exit_loop_time(struct bench_exit_loop *l, unsigned n);
+void bench_exit_loop_close(struct bench_exit_loop *l);
+
 /* Path of an SDK guest image by name ("dirtier" -> .../dirtier.elf). */
 const char *bench_guest(const char *name);
 

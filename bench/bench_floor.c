@@ -32,53 +32,83 @@ static const uint8_t loop_cpl0[] = { 0xe6, 0x80, 0xeb, 0xfc };
 /* mov (%rbx), %rax ; jmp .-3 */
 static const uint8_t loop_cpl3[] = { 0x48, 0x8b, 0x03, 0xeb, 0xfb };
 
+struct bench_exit_loop {
+	struct vm *vm;
+	uint32_t want;
+	int cpl;
+};
+
 /*
- * Boot an SDK image in the given entry mode, replace the program with a
- * two-instruction exit loop and time n KVM_RUN round trips.
- * Returns µs per round trip, or a negative code.
+ * Boot an SDK image in the given entry mode and replace the program with a
+ * two-instruction exit loop, warmed up (the first entries fault in shadow
+ * page tables).
  */
-double bench_exit_roundtrip_us(const char *image, enum vm_entry entry, unsigned n)
+struct bench_exit_loop *bench_exit_loop_open(const char *image, enum vm_entry entry)
 {
+	struct bench_exit_loop *l = calloc(1, sizeof(*l));
 	struct vm_config cfg;
-	struct vm *vm = NULL;
 	struct kvm_regs regs;
 	const uint8_t *code = entry == VM_ENTRY_USER ? loop_cpl3 : loop_cpl0;
 	size_t code_len = entry == VM_ENTRY_USER ? sizeof(loop_cpl3) : sizeof(loop_cpl0);
-	uint32_t want = entry == VM_ENTRY_USER ? KVM_EXIT_MMIO : KVM_EXIT_IO;
-	double us = -1;
 	struct vcpu *v;
-	uint64_t t0, t1, at;
+	uint64_t at;
 
+	if (!l)
+		return NULL;
+	l->want = entry == VM_ENTRY_USER ? KVM_EXIT_MMIO : KVM_EXIT_IO;
+	l->cpl = entry == VM_ENTRY_USER ? 3 : 0;
 	config_init(&cfg);
 	cfg.entry = entry;
 	cfg.mem_size = 32 * MiB;
 	snprintf(cfg.kernel, sizeof(cfg.kernel), "%s", image);
-	if (vm_create(&cfg, &vm) || vm_boot(vm))
-		goto out;
-	v = vm->vcpus[0];
-	at = vm->image.free_start;
-	if (mem_write(&vm->mem, at, code, code_len) || vcpu_get_regs(v, &regs))
-		goto out;
+	if (vm_create(&cfg, &l->vm) || vm_boot(l->vm))
+		goto fail;
+	v = l->vm->vcpus[0];
+	at = l->vm->image.free_start;
+	if (mem_write(&l->vm->mem, at, code, code_len) || vcpu_get_regs(v, &regs))
+		goto fail;
 	regs.rip = at;
 	regs.rbx = RW_GPA_HYPERCALL;
-	if (vcpu_set_regs(v, &regs))
-		goto out;
-	/* warm up: first entries fault in shadow page tables */
-	for (unsigned i = 0; i < 1000; i++)
-		if (ioctl(v->fd, KVM_RUN, 0) || v->run->exit_reason != want)
-			goto bad_exit;
-	t0 = rw_now_ns();
-	for (unsigned i = 0; i < n; i++)
-		if (ioctl(v->fd, KVM_RUN, 0) || v->run->exit_reason != want)
-			goto bad_exit;
-	t1 = rw_now_ns();
-	us = (double)(t1 - t0) / 1000.0 / n;
-	goto out;
-bad_exit:
-	rw_error("floor loop at CPL%d: unexpected exit %s", entry == VM_ENTRY_USER ? 3 : 0,
-		 vcpu_exit_name(v->run->exit_reason));
-out:
-	vm_destroy(vm);
+	if (vcpu_set_regs(v, &regs) || bench_exit_loop_time(l, 1000) < 0)
+		goto fail;
+	return l;
+fail:
+	bench_exit_loop_close(l);
+	return NULL;
+}
+
+double bench_exit_loop_time(struct bench_exit_loop *l, unsigned n)
+{
+	struct vcpu *v = l->vm->vcpus[0];
+	uint64_t t0 = rw_now_ns();
+
+	for (unsigned i = 0; i < n; i++) {
+		if (ioctl(v->fd, KVM_RUN, 0) || v->run->exit_reason != l->want) {
+			rw_error("floor loop at CPL%d: unexpected exit %s", l->cpl,
+				 vcpu_exit_name(v->run->exit_reason));
+			return -1;
+		}
+	}
+	return (double)(rw_now_ns() - t0) / 1000.0 / n;
+}
+
+void bench_exit_loop_close(struct bench_exit_loop *l)
+{
+	if (!l)
+		return;
+	vm_destroy(l->vm);
+	free(l);
+}
+
+double bench_exit_roundtrip_us(const char *image, enum vm_entry entry, unsigned n)
+{
+	struct bench_exit_loop *l = bench_exit_loop_open(image, entry);
+	double us;
+
+	if (!l)
+		return -1;
+	us = bench_exit_loop_time(l, n);
+	bench_exit_loop_close(l);
 	return us;
 }
 

@@ -55,6 +55,15 @@ struct rewind_vm {
 	uint64_t resets;
 	uint64_t restored_last;
 	uint64_t restored_total;
+	/* state the guest provably did not touch is not reloaded (lean_flags) */
+	uint64_t lean_loads;      /* resets that skipped XCRS and DEBUGREGS */
+	uint64_t lapic_kept;      /* resets that skipped the LAPIC too */
+	bool lapic_keepable;      /* root timer idle, no APIC virtualization */
+	bool pit_idle;            /* the root's PIT runs no timer */
+	struct vcpu_exit_counts counts; /* when the vCPU last held the root state */
+	bool counts_valid;
+	uint64_t hc_exits;        /* hypercall exits handled here */
+	uint64_t hc_at_load, irqs_at_load; /* hc_exits, vm->irq_line_calls then */
 
 	/* the event the hypercall hook saw */
 	bool have_event;
@@ -89,6 +98,7 @@ static bool harness_hypercall(void *opaque, struct vcpu *v, unsigned nr, const u
 {
 	struct rewind_vm *h = opaque;
 
+	h->hc_exits++;
 	switch (nr) {
 	case RW_HC_SNAPSHOT:
 		if (h->has_root) {
@@ -114,6 +124,7 @@ static bool harness_hypercall(void *opaque, struct vcpu *v, unsigned nr, const u
 		return true;
 	}
 	default:
+		h->hc_exits--;
 		return false;
 	}
 }
@@ -260,6 +271,49 @@ static int settle(struct rewind_vm *h)
 	return vcpu_complete_io(h->vcpu);
 }
 
+/*
+ * What the vCPU looked like when it last held the root state: the next
+ * reset compares against it.
+ */
+static void note_loaded(struct rewind_vm *h, const struct vcpu_exit_counts *now, bool valid,
+			uint64_t irqs)
+{
+	h->counts = *now;
+	h->counts_valid = valid;
+	h->hc_at_load = h->hc_exits;
+	h->irqs_at_load = irqs;
+}
+
+/*
+ * Which loads a reset may skip, because the guest cannot have changed that
+ * state since the vCPU last held the root state (the conditions are those
+ * of VCPU_LOAD_UNTRAPPED and VCPU_LOAD_KEEP_LAPIC in vcpu_state.h):
+ *  - XCRS, DEBUGREGS: every exit since was an MMIO exit to this VMM or a
+ *    port access (vcpu_exits_all_seen);
+ *  - LAPIC as well: every exit since was one of the harness's hypercalls,
+ *    nothing raised or injected an interrupt, TPR and APIC base are the
+ *    root's, and the root's timer is idle on a host without APIC
+ *    virtualization (h->lapic_keepable). Then the PICs, IOAPIC and PIT
+ *    are untouched as well if the root's PIT is idle (the reset loads
+ *    only the clock: platform_state_load_clock).
+ * A fuzzing target that only computes and makes hypercalls between resets
+ * gets both.
+ */
+static unsigned lean_flags(struct rewind_vm *h, const struct vcpu_exit_counts *now, uint64_t irqs)
+{
+	const struct vcpu_exit_counts *was = &h->counts;
+	const struct kvm_run *run = h->vcpu->run;
+	const struct kvm_sregs2 *root = &h->root_vcpu->sregs;
+
+	if (!vcpu_exits_all_seen(was, now))
+		return 0;
+	if (h->lapic_keepable && now->exits - was->exits == h->hc_exits - h->hc_at_load &&
+	    now->io == was->io && now->irqs == was->irqs && now->nmis == was->nmis &&
+	    irqs == h->irqs_at_load && run->cr8 == root->cr8 && run->apic_base == root->apic_base)
+		return VCPU_LOAD_UNTRAPPED | VCPU_LOAD_KEEP_LAPIC;
+	return VCPU_LOAD_UNTRAPPED;
+}
+
 int rewind_set_root(struct rewind_vm *h)
 {
 	struct vm *vm = h->vm;
@@ -295,6 +349,11 @@ int rewind_set_root(struct rewind_vm *h)
 		return ret;
 	/* coming back here after a reset, rw_snapshot() returns 1 */
 	h->root_vcpu->regs.rax = 1;
+	h->lapic_keepable = !vm->kvm.apic_virt && vcpu_state_lapic_timer_idle(h->root_vcpu);
+	h->pit_idle = platform_state_pit_idle(&h->root_platform);
+	struct vcpu_exit_counts now;
+	bool have_now = vcpu_exit_counts(h->vcpu, &now) == 0;
+	note_loaded(h, &now, have_now, __atomic_load_n(&vm->irq_line_calls, __ATOMIC_RELAXED));
 	h->has_root = true;
 	h->resets = 0;
 	return 0;
@@ -340,12 +399,25 @@ int rewind_reset(struct rewind_vm *h)
 	h->restored_total += n;
 
 	/* the vCPU stopped at an exit, so it is runnable */
-	ret = vcpu_state_load_flags(h->vcpu, h->root_vcpu, VCPU_LOAD_RUNNABLE | VCPU_LOAD_SYNC, &step);
+	unsigned flags = VCPU_LOAD_RUNNABLE | VCPU_LOAD_SYNC;
+	struct vcpu_exit_counts now;
+	bool have_now = vcpu_exit_counts(h->vcpu, &now) == 0;
+	uint64_t irqs = __atomic_load_n(&vm->irq_line_calls, __ATOMIC_RELAXED);
+
+	if (have_now && h->counts_valid)
+		flags |= lean_flags(h, &now, irqs);
+	h->lean_loads += (flags & VCPU_LOAD_UNTRAPPED) != 0;
+	h->lapic_kept += (flags & VCPU_LOAD_KEEP_LAPIC) != 0;
+	h->counts_valid = false;
+	ret = vcpu_state_load_flags(h->vcpu, h->root_vcpu, flags, &step);
 	if (ret) {
 		rw_error("reset: restoring the vCPU: %s: %s", step, rw_strerror(ret));
 		return ret;
 	}
-	ret = platform_state_load(vm, &h->root_platform, &step);
+	if (flags & VCPU_LOAD_KEEP_LAPIC && h->pit_idle)
+		ret = platform_state_load_clock(vm, &h->root_platform, &step);
+	else
+		ret = platform_state_load(vm, &h->root_platform, &step);
 	if (ret) {
 		rw_error("reset: restoring the platform: %s: %s", step, rw_strerror(ret));
 		return ret;
@@ -357,6 +429,8 @@ int rewind_reset(struct rewind_vm *h)
 			return ret;
 		}
 	}
+	/* loading state makes no exits: now is where the next reset compares */
+	note_loaded(h, &now, have_now, irqs);
 	return 0;
 }
 
@@ -441,6 +515,8 @@ void rewind_get_stats(struct rewind_vm *h, struct rewind_stats *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->resets = h->resets;
+	st->lean_resets = h->lean_loads;
+	st->lapic_kept_resets = h->lapic_kept;
 	st->pages_restored = h->restored_last;
 	st->pages_restored_total = h->restored_total;
 	st->hot_pages = dirty_hot_count(h->dirty);

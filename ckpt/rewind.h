@@ -83,6 +83,14 @@ struct rewind_stats {
 	uint64_t pages_restored_total;
 	uint64_t hot_pages;           /* current hot set */
 	uint64_t root_pages;          /* pages of guest RAM */
+	/*
+	 * Resets that skipped reloading state the guest provably did not
+	 * touch since the last one: the XCRs and debug registers (it made no
+	 * exit but MMIO and port accesses), and the local APIC too (it made
+	 * no exit but its hypercalls, and no interrupt was raised).
+	 */
+	uint64_t lean_resets;
+	uint64_t lapic_kept_resets;
 };
 
 /* Create a VM and load cfg->kernel. It does not run until rewind_run(). */

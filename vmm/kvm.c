@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -102,6 +103,43 @@ static void cpuid_fixup_amx(struct kvm_cpuid2 *c)
 	}
 }
 
+/*
+ * Can this host deliver an interrupt into a running guest with no VM exit?
+ * Intel APICv and AMD AVIC can; the module parameters say whether they are
+ * on. A host running neither module (PVM, for one) has no such path. When
+ * a parameter exists but cannot be read, assume it is on.
+ */
+static bool param_on(const char *path, bool *present)
+{
+	char buf[8] = "";
+	FILE *f = fopen(path, "r");
+
+	if (!f) {
+		if (errno != ENOENT) {
+			*present = true;
+			return true;
+		}
+		return false;
+	}
+	*present = true;
+	bool ok = fgets(buf, sizeof(buf), f) != NULL;
+	fclose(f);
+	return !ok || buf[0] == 'Y' || buf[0] == 'y' || buf[0] == '1';
+}
+
+static bool host_has_apic_virt(void)
+{
+	bool present = false;
+	bool on = param_on("/sys/module/kvm_intel/parameters/enable_apicv", &present) |
+		  param_on("/sys/module/kvm_amd/parameters/avic", &present);
+
+	if (on)
+		return true;
+	/* neither parameter file: either neither module or a kernel without them */
+	return !present && (access("/sys/module/kvm_intel", F_OK) == 0 ||
+			    access("/sys/module/kvm_amd", F_OK) == 0);
+}
+
 int kvm_host_open(struct kvm_host *kvm)
 {
 	int ret, v;
@@ -137,6 +175,8 @@ int kvm_host_open(struct kvm_host *kvm)
 	v = ioctl(kvm->fd, KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS);
 	kvm->sync_regs = v > 0 && (v & KVM_SYNC_X86_REGS);
 	kvm->sync_regs_mask = v > 0 ? (uint32_t)v : 0;
+	kvm->stats_fd = ioctl(kvm->fd, KVM_CHECK_EXTENSION, KVM_CAP_BINARY_STATS_FD) > 0;
+	kvm->apic_virt = host_has_apic_virt();
 	v = ioctl(kvm->fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
 	kvm->xsave_size = v > 0 ? (uint32_t)v : 0;
 	v = ioctl(kvm->fd, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING_ACQ_REL);

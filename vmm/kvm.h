@@ -22,6 +22,10 @@ struct kvm_host {
 	uint32_t dirty_ring_max;/* bytes, 0 if no dirty ring */
 	bool dirty_ring_acq_rel;
 	bool manual_protect;    /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 */
+	bool stats_fd;          /* KVM_CAP_BINARY_STATS_FD */
+	bool apic_virt;         /* the host may deliver interrupts to a guest
+				 * without a VM exit (APICv / AVIC posted
+				 * interrupts), or it cannot tell */
 	uint64_t tsc_khz;       /* guest TSC rate (vm_create fills it), 0 if unknown */
 	struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, adjusted */
 };

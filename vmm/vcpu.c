@@ -75,6 +75,7 @@ int vcpu_create(struct vm *vm, unsigned index, struct vcpu **out)
 		return -ENOMEM;
 	v->vm = vm;
 	v->index = index;
+	v->stats_fd = -1;
 	v->fd = ioctl(vm->fd, KVM_CREATE_VCPU, (unsigned long)index);
 	if (v->fd < 0) {
 		ret = -errno;
@@ -121,8 +122,96 @@ void vcpu_destroy(struct vcpu *v)
 	if (v->ring)
 		munmap(v->ring, v->vm->cfg.dirty_ring_entries * sizeof(struct kvm_dirty_gfn));
 	munmap(v->run, v->vm->kvm.run_size);
+	if (v->stats_fd >= 0)
+		close(v->stats_fd);
 	close(v->fd);
 	free(v);
+}
+
+/* ---------------------------------------------------------- exit counters */
+
+#define NR_EXIT_STATS 6
+static const char *const exit_stat_names[NR_EXIT_STATS] = {
+	"exits", "mmio_exits", "io_exits", "insn_emulation", "irq_injections", "nmi_injections",
+};
+
+/* Open the stats fd and find the byte offset of each counter in it. */
+static int exit_stats_open(struct vcpu *v)
+{
+	struct kvm_stats_header hdr;
+	struct kvm_stats_desc *d;
+	size_t dsz;
+	char *descs = NULL;
+	unsigned found = 0;
+	int fd, ret = -ENOTSUP;
+
+	if (!v->vm->kvm.stats_fd)
+		return -ENOTSUP;
+	fd = ioctl(v->fd, KVM_GET_STATS_FD, NULL);
+	if (fd < 0)
+		return -ENOTSUP;
+	if (pread(fd, &hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) || hdr.num_desc > 4096 ||
+	    hdr.name_size > 4096)
+		goto out;
+	dsz = sizeof(*d) + hdr.name_size;
+	descs = malloc(dsz * hdr.num_desc);
+	if (!descs || pread(fd, descs, dsz * hdr.num_desc, hdr.desc_offset) !=
+			      (ssize_t)(dsz * hdr.num_desc))
+		goto out;
+	for (uint32_t i = 0; i < hdr.num_desc; i++) {
+		d = (struct kvm_stats_desc *)(descs + i * dsz);
+		if ((d->flags & KVM_STATS_TYPE_MASK) != KVM_STATS_TYPE_CUMULATIVE || d->size != 1)
+			continue;
+		for (unsigned k = 0; k < NR_EXIT_STATS; k++) {
+			if (!(found & (1u << k)) &&
+			    strncmp(d->name, exit_stat_names[k], hdr.name_size) == 0) {
+				v->stat_off[k] = hdr.data_offset + d->offset;
+				found |= 1u << k;
+			}
+		}
+	}
+	if (found == (1u << NR_EXIT_STATS) - 1) {
+		v->stats_fd = fd;
+		fd = -1;
+		ret = 0;
+	}
+out:
+	free(descs);
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+int vcpu_exit_counts(struct vcpu *v, struct vcpu_exit_counts *c)
+{
+	uint64_t *out[NR_EXIT_STATS] = { &c->exits, &c->mmio, &c->io,
+					 &c->emulated, &c->irqs, &c->nmis };
+	uint32_t lo = UINT32_MAX, hi = 0;
+	uint64_t buf[64];
+
+	if (v->stats_fd < 0) {
+		if (v->stats_tried)
+			return -ENOTSUP;
+		v->stats_tried = true;
+		if (exit_stats_open(v))
+			return -ENOTSUP;
+	}
+	for (unsigned k = 0; k < NR_EXIT_STATS; k++) {
+		lo = v->stat_off[k] < lo ? v->stat_off[k] : lo;
+		hi = v->stat_off[k] > hi ? v->stat_off[k] : hi;
+	}
+	/* the counters sit close together: one read covers them all */
+	if (hi - lo + 8 <= sizeof(buf)) {
+		if (pread(v->stats_fd, buf, hi - lo + 8, lo) != (ssize_t)(hi - lo + 8))
+			return -EIO;
+		for (unsigned k = 0; k < NR_EXIT_STATS; k++)
+			memcpy(out[k], (char *)buf + (v->stat_off[k] - lo), 8);
+		return 0;
+	}
+	for (unsigned k = 0; k < NR_EXIT_STATS; k++)
+		if (pread(v->stats_fd, out[k], 8, v->stat_off[k]) != 8)
+			return -EIO;
+	return 0;
 }
 
 /* -------------------------------------------------------------- registers */

@@ -42,7 +42,41 @@ struct vcpu {
 	vcpu_deferred_fn deferred;
 	void *deferred_opaque;
 	bool yield;             /* an exit handler asks vcpu_run_here() to return */
+	int stats_fd;           /* KVM_GET_STATS_FD, opened on first use; -1 if none */
+	uint32_t stat_off[6];   /* byte offsets of the counters in the stats fd */
+	bool stats_tried;
 };
+
+/*
+ * Exit counters KVM keeps for a vCPU, read from its binary stats fd with
+ * one pread (no ioctl, so the vCPU is not loaded):
+ *   exits      every VM exit, whether KVM handled it or returned to the VMM
+ *   mmio, io   exits that came out to the VMM as KVM_EXIT_MMIO / KVM_EXIT_IO
+ *   emulated   instructions KVM's emulator ran
+ *   irqs, nmis interrupts and NMIs KVM injected
+ * mmio counts MMIO exits to the VMM only; io counts every port exit, also
+ * those KVM handles itself (PIC, PIT). If, between two readings,
+ * exits == mmio + io and emulated <= mmio + io, every VM exit in between
+ * was an MMIO exit to the VMM or a port access: no XSETBV, no MOV to a
+ * debug register, no #DB, no WRMSR, no halt, no external interrupt. (On a
+ * host that emulates guest kernel code, as PVM does, that code's
+ * instructions count as emulated, so it is ruled out as well.) Returns 0,
+ * or -ENOTSUP when KVM has no stats fd or lacks one of these counters.
+ */
+struct vcpu_exit_counts {
+	uint64_t exits, mmio, io, emulated, irqs, nmis;
+};
+
+int vcpu_exit_counts(struct vcpu *vcpu, struct vcpu_exit_counts *c) RW_MUST_CHECK;
+
+/* True if only VMM-visible MMIO/port exits happened between a and b. */
+static inline bool vcpu_exits_all_seen(const struct vcpu_exit_counts *a,
+				       const struct vcpu_exit_counts *b)
+{
+	uint64_t seen = (b->mmio - a->mmio) + (b->io - a->io);
+
+	return b->exits - a->exits == seen && b->emulated - a->emulated <= seen;
+}
 
 /*
  * Run vcpu on the calling thread (no vCPU thread: the VM is never

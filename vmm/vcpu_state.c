@@ -209,6 +209,25 @@ int vcpu_state_save(struct vcpu *v, struct vcpu_state *st)
  */
 #define SYNC_ALL (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS)
 
+#define APIC_LVTT 0x320
+#define APIC_TMICT 0x380
+#define APIC_LVT_TIMER_MODE(v) (((v) >> 17) & 3)
+#define APIC_TIMER_TSC_DEADLINE 2
+
+bool vcpu_state_lapic_timer_idle(const struct vcpu_state *st)
+{
+	uint32_t lvtt, tmict;
+
+	memcpy(&lvtt, st->lapic.regs + APIC_LVTT, 4);
+	memcpy(&tmict, st->lapic.regs + APIC_TMICT, 4);
+	if (APIC_LVT_TIMER_MODE(lvtt) != APIC_TIMER_TSC_DEADLINE)
+		return tmict == 0;
+	for (uint32_t i = 0; i < st->nr_msrs && i < VCPU_MAX_MSRS; i++)
+		if (st->msrs[i].index == MSR_IA32_TSC_DEADLINE)
+			return st->msrs[i].data == 0;
+	return false;
+}
+
 /* May REGS/SREGS/EVENTS of st go through the sync area (see the header)? */
 static bool can_sync(struct vcpu *v, const struct vcpu_state *st)
 {
@@ -258,9 +277,12 @@ int vcpu_state_load_flags(struct vcpu *v, const struct vcpu_state *st, unsigned 
 		}
 	}
 	STEP("KVM_SET_XSAVE", ioctl(v->fd, KVM_SET_XSAVE, st->xsave));
-	STEP("KVM_SET_XCRS", ioctl(v->fd, KVM_SET_XCRS, &st->xcrs));
-	STEP("KVM_SET_DEBUGREGS", ioctl(v->fd, KVM_SET_DEBUGREGS, &st->dregs));
-	STEP("KVM_SET_LAPIC", ioctl(v->fd, KVM_SET_LAPIC, &st->lapic));
+	if (!(flags & VCPU_LOAD_UNTRAPPED)) {
+		STEP("KVM_SET_XCRS", ioctl(v->fd, KVM_SET_XCRS, &st->xcrs));
+		STEP("KVM_SET_DEBUGREGS", ioctl(v->fd, KVM_SET_DEBUGREGS, &st->dregs));
+	}
+	if (!(flags & VCPU_LOAD_KEEP_LAPIC))
+		STEP("KVM_SET_LAPIC", ioctl(v->fd, KVM_SET_LAPIC, &st->lapic));
 	*step = "KVM_SET_MSRS";
 	n = ioctl(v->fd, KVM_SET_MSRS, msrs_of(st));
 	if (n != (int)st->nr_msrs)
@@ -324,6 +346,23 @@ int platform_state_save(struct vm *vm, struct platform_state *st)
  * then the PIT, then the clock, so that the clock's value is the last thing
  * to move before the guest runs.
  */
+int platform_state_load_clock(struct vm *vm, const struct platform_state *st, const char **step)
+{
+	struct kvm_clock_data clock = { .clock = st->clock.clock };
+
+	*step = "KVM_SET_CLOCK";
+	if (ioctl(vm->fd, KVM_SET_CLOCK, &clock))
+		return -errno;
+	*step = NULL;
+	return 0;
+}
+
+bool platform_state_pit_idle(const struct platform_state *st)
+{
+	/* KVM runs channel 0's timer in modes 0 to 4 only */
+	return st->pit.channels[0].mode > 4;
+}
+
 int platform_state_load(struct vm *vm, const struct platform_state *st, const char **step)
 {
 	struct kvm_clock_data clock = { .clock = st->clock.clock };

@@ -11,6 +11,7 @@
 #define RW_VMM_VCPU_STATE_H
 
 #include <linux/kvm.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -71,13 +72,55 @@ int vcpu_state_load(struct vcpu *vcpu, const struct vcpu_state *st, const char *
  *                       those agree with st on APIC base, CR0, CR4 and EFER
  *                       (so the steps that run before them see the same
  *                       control state); otherwise the ioctls are used.
+ *   VCPU_LOAD_UNTRAPPED the vCPU's XCRs and debug registers still hold st's
+ *                       values, so XCRS and DEBUGREGS are skipped. The guest
+ *                       changes those only through exits KVM always
+ *                       intercepts (XSETBV, MOV to a debug register while
+ *                       KVM intercepts it, as it does on every entry after a
+ *                       VMM exit, and #DB), so a caller that loaded st
+ *                       before and saw, with vcpu_exits_all_seen(), that
+ *                       the guest made no other exit since, may pass it.
  */
 #define VCPU_LOAD_RUNNABLE 1u
 #define VCPU_LOAD_SYNC 2u
+#define VCPU_LOAD_UNTRAPPED 4u
+/*
+ *   VCPU_LOAD_KEEP_LAPIC the vCPU's local APIC still holds st's state, so
+ *                       KVM_SET_LAPIC is skipped. It changes only by guest
+ *                       accesses (exits, or TPR through CR8, which every
+ *                       exit reports in run->cr8), by interrupts (injected,
+ *                       and counted, unless the host posts them: see
+ *                       kvm_host.apic_virt) and by its own timer. So the
+ *                       caller must know: st's timer is idle
+ *                       (vcpu_state_lapic_timer_idle), the host has no
+ *                       APIC virtualization, every exit since st was
+ *                       loaded was an MMIO exit handled by the caller with
+ *                       no interrupt raised, none injected, and run->cr8
+ *                       and run->apic_base still match st.
+ */
+#define VCPU_LOAD_KEEP_LAPIC 8u
+
+/* Is st's LAPIC timer stopped (no initial count, or no TSC deadline)? */
+bool vcpu_state_lapic_timer_idle(const struct vcpu_state *st);
 int vcpu_state_load_flags(struct vcpu *vcpu, const struct vcpu_state *st, unsigned flags,
 			  const char **step) RW_MUST_CHECK;
 
 int platform_state_save(struct vm *vm, struct platform_state *st) RW_MUST_CHECK;
 int platform_state_load(struct vm *vm, const struct platform_state *st, const char **step) RW_MUST_CHECK;
+
+/*
+ * platform_state_load() for a caller that knows the interrupt controllers
+ * and the PIT still hold st's state: only the clock is loaded. They change
+ * only by guest port and MMIO accesses, interrupt lines, interrupt
+ * acknowledgement (an injection) and the PIT's own timer; so the caller
+ * must know that every exit since st was loaded was one it handled itself
+ * with no interrupt raised or injected, and that st's PIT is idle
+ * (platform_state_pit_idle).
+ */
+int platform_state_load_clock(struct vm *vm, const struct platform_state *st,
+			      const char **step) RW_MUST_CHECK;
+
+/* Is st's PIT channel 0 stopped (no mode that runs KVM's PIT timer)? */
+bool platform_state_pit_idle(const struct platform_state *st);
 
 #endif

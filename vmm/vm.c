@@ -518,5 +518,6 @@ int vm_irq_line(struct vm *vm, uint32_t gsi, int level)
 {
 	struct kvm_irq_level irq = { .irq = gsi, .level = (uint32_t)level };
 
+	__atomic_add_fetch(&vm->irq_line_calls, 1, __ATOMIC_RELAXED);
 	return ioctl(vm->fd, KVM_IRQ_LINE, &irq) ? -errno : 0;
 }

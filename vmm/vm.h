@@ -107,6 +107,7 @@ struct vm {
 		uint32_t irq;
 		uint32_t device_id;
 	} virtio[16];
+	uint64_t irq_line_calls; /* vm_irq_line() calls, atomic */
 
 	/* capture while parking (vm_pause_capture) */
 	struct vcpu_state **park_states;

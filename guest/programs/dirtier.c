@@ -13,7 +13,9 @@
  *   With "snapshot" it is a reset-harness workload: rw_snapshot() once, then
  *   each iteration dirties the N pages and calls rw_done(0), so the host
  *   resets it to the snapshot every time. Without a harness it says so and
- *   exits 1.
+ *   exits 1. "sleep=NS" makes each round or iteration also sleep NS
+ *   nanoseconds on the LAPIC timer: it then enters the SDK kernel, takes a
+ *   timer interrupt and changes LAPIC state.
  */
 #include <rw/rw.h>
 
@@ -40,6 +42,7 @@ int rw_main(const char *args)
 {
 	uint64_t pages = rw_arg_u64(args, "pages", 256);
 	uint64_t rounds = rw_arg_u64(args, "rounds", 1);
+	uint64_t sleep = rw_arg_u64(args, "sleep", 0);
 	uint8_t *buf;
 
 	if (!pages)
@@ -59,6 +62,8 @@ int rw_main(const char *args)
 		}
 		for (uint64_t it = 1;; it++) {
 			dirty(buf, pages, it);
+			if (sleep)
+				rw_sleep_ns(sleep);
 			r = rw_done(0);
 			if (r < 0) {
 				rw_printf("dirtier: no reset harness (done returned %lld)\n", (long long)r);
@@ -66,8 +71,11 @@ int rw_main(const char *args)
 			}
 		}
 	}
-	for (uint64_t r = 1; rounds == 0 || r <= rounds; r++)
+	for (uint64_t r = 1; rounds == 0 || r <= rounds; r++) {
 		dirty(buf, pages, r);
+		if (sleep)
+			rw_sleep_ns(sleep);
+	}
 	rw_printf("dirtier: pages=%llu rounds=%llu checksum=0x%016llx\n", (unsigned long long)pages,
 		  (unsigned long long)rounds,
 		  (unsigned long long)rw_checksum(buf, pages * RW_PAGE_SIZE));

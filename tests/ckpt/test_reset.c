@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "rewind.h"
@@ -65,6 +66,49 @@ static void resets_keep_memory(int no_hot, int ring, unsigned iters)
 }
 
 Test(reset, ten_thousand_resets_hot_set, .timeout = 600) { resets_keep_memory(0, 0, 10000); }
+
+/*
+ * Resets skip reloading the XCRs, debug registers and LAPIC only when the
+ * guest provably left them alone. dirtier computes and makes hypercalls:
+ * once its hot set is learned, resets are lean. With sleep=, every
+ * iteration enters the SDK kernel, arms the LAPIC timer and takes its
+ * interrupt: no reset may skip anything, and each iteration's sleep must
+ * still end (the timer works after every reset).
+ */
+static void lean_resets(const char *args, unsigned iters, bool expect_lean)
+{
+	struct rewind_vm *vm = make("dirtier", args, 0, 0);
+	struct rewind_event ev;
+	struct rewind_stats st;
+	uint64_t root = mem_hash(vm);
+
+	for (unsigned i = 0; i < iters; i++) {
+		cr_assert_eq(rewind_run(vm, &ev), 0);
+		cr_assert_eq(ev.kind, REWIND_EV_DONE, "iteration %u: event %d %s", i, ev.kind, ev.message);
+		cr_assert_eq(rewind_reset(vm), 0);
+		cr_assert_eq(mem_hash(vm), root, "iteration %u: memory differs from the root", i);
+	}
+	rewind_get_stats(vm, &st);
+	cr_assert_leq(st.lapic_kept_resets, st.lean_resets);
+	if (expect_lean) {
+		cr_assert_geq(st.lean_resets, iters / 2, "only %llu of %u resets were lean",
+			      (unsigned long long)st.lean_resets, iters);
+		/* PVM has no APIC virtualization: the LAPIC is kept too */
+		if (access("/sys/module/kvm_pvm", F_OK) == 0)
+			cr_assert_geq(st.lapic_kept_resets, iters / 2, "LAPIC kept in only %llu of %u",
+				      (unsigned long long)st.lapic_kept_resets, iters);
+	} else {
+		cr_assert_eq(st.lean_resets, 0, "%llu resets skipped state the guest changed",
+			     (unsigned long long)st.lean_resets);
+	}
+	rewind_destroy(vm);
+}
+
+Test(reset, lean_when_guest_only_computes, .timeout = 120) { lean_resets("pages=8 snapshot", 300, true); }
+Test(reset, full_when_guest_uses_kernel_and_timer, .timeout = 120)
+{
+	lean_resets("pages=8 snapshot sleep=20000", 300, false);
+}
 Test(reset, resets_without_hot_set, .timeout = 300) { resets_keep_memory(1, 0, 500); }
 Test(reset, resets_with_dirty_ring, .timeout = 300) { resets_keep_memory(1, 1, 500); }
 

@@ -316,3 +316,78 @@ Test(vm, ram_split_around_the_pci_hole, .timeout = 60)
 	cr_assert_eq(p, vm->mem.hva + (3ULL << 30) + 0x12345000);
 	vm_destroy(vm);
 }
+
+/*
+ * The exit counters read from the vCPU's stats fd: a CPL3 loop of MMIO
+ * loads makes one MMIO exit per KVM_RUN and, host interrupts aside, nothing
+ * else; a guest that sleeps on its LAPIC timer makes exits of other kinds.
+ */
+static struct vcpu_exit_counts counts_after(struct vcpu *v, unsigned runs, uint32_t want)
+{
+	struct vcpu_exit_counts c;
+
+	for (unsigned i = 0; i < runs; i++) {
+		cr_assert_eq(ioctl(v->fd, KVM_RUN, 0), 0);
+		cr_assert_eq(v->run->exit_reason, want, "exit %s", vcpu_exit_name(v->run->exit_reason));
+	}
+	cr_assert_eq(vcpu_exit_counts(v, &c), 0, "no exit counters on this KVM");
+	return c;
+}
+
+static void exit_loop_counts(enum vm_entry entry, const uint8_t *code, size_t len, uint32_t want)
+{
+	struct vm *vm = make_vm("hello", 1, NULL, "/dev/null", entry);
+	struct vcpu *v = vm->vcpus[0];
+	struct kvm_regs regs;
+
+	cr_assert_eq(mem_write(&vm->mem, vm->image.free_start, code, len), 0);
+	cr_assert_eq(vcpu_get_regs(v, &regs), 0);
+	regs.rip = vm->image.free_start;
+	regs.rbx = RW_GPA_HYPERCALL;
+	cr_assert_eq(vcpu_set_regs(v, &regs), 0);
+	struct vcpu_exit_counts a = counts_after(v, 10, want); /* first entries fault in pages */
+	struct vcpu_exit_counts first = a;
+	unsigned clean = 0;
+
+	/* host interrupts also make exits now and then: most windows are clean */
+	for (unsigned i = 0; i < 200; i++) {
+		struct vcpu_exit_counts b = counts_after(v, 1, want);
+
+		cr_assert_geq(b.exits - a.exits, 1);
+		clean += vcpu_exits_all_seen(&a, &b);
+		a = b;
+	}
+	cr_assert_eq((a.mmio - first.mmio) + (a.io - first.io), 200, "mmio %llu io %llu",
+		     (unsigned long long)(a.mmio - first.mmio), (unsigned long long)(a.io - first.io));
+	cr_assert_geq(clean, 100, "only %u of 200 single exits were seen as clean", clean);
+	vm_destroy(vm);
+}
+
+Test(vm, exit_counters_see_mmio_exits_as_seen, .timeout = 60)
+{
+	rw_test_require_kvm();
+	static const uint8_t mmio_cpl3[] = { 0x48, 0x8b, 0x03, 0xeb, 0xfb }; /* mov (%rbx),%rax; jmp */
+
+	exit_loop_counts(VM_ENTRY_USER, mmio_cpl3, sizeof(mmio_cpl3), KVM_EXIT_MMIO);
+}
+
+Test(vm, exit_counters_see_a_timer_sleep, .timeout = 60)
+{
+	rw_test_require_kvm();
+	struct vm *vm = make_vm("dirtier", 1, "pages=1 rounds=3 sleep=100000", "/dev/null",
+				VM_ENTRY_KERNEL);
+	struct vcpu_exit_counts a, b;
+	struct vm_stop_info st;
+
+	cr_assert_eq(vcpu_exit_counts(vm->vcpus[0], &a), 0);
+	cr_assert_eq(vm_start(vm), 0);
+	vm_wait(vm, &st);
+	cr_assert_eq(st.reason, VM_STOP_EXIT, "%s", st.msg);
+	cr_assert_eq(vcpu_exit_counts(vm->vcpus[0], &b), 0);
+	/* it halts until its LAPIC timer interrupt: exits that are not I/O */
+	cr_assert_gt(b.exits, a.exits);
+	cr_assert(!vcpu_exits_all_seen(&a, &b), "exits %llu mmio %llu io %llu emulated %llu",
+		  (unsigned long long)(b.exits - a.exits), (unsigned long long)(b.mmio - a.mmio),
+		  (unsigned long long)(b.io - a.io), (unsigned long long)(b.emulated - a.emulated));
+	vm_destroy(vm);
+}
