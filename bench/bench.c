@@ -86,6 +86,56 @@ double bench_memcpy_ns_per_page(size_t npages, unsigned reps)
 	return best;
 }
 
+struct bench_copy_floor {
+	uint8_t *src, *dst;
+	size_t npages, src_pages, at;
+};
+
+struct bench_copy_floor *bench_copy_floor_open(size_t npages)
+{
+	struct bench_copy_floor *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return NULL;
+	f->npages = npages;
+	f->src_pages = npages < 16384 ? 16384 : npages;
+	f->src = alloc_pages(f->src_pages);
+	f->dst = alloc_pages(npages);
+	if (!f->src || !f->dst) {
+		bench_copy_floor_close(f);
+		return NULL;
+	}
+	fill_random(f->src, f->src_pages * RW_PAGE_SIZE, 4);
+	memset(f->dst, 0, npages * RW_PAGE_SIZE);
+	return f;
+}
+
+double bench_copy_floor_us(struct bench_copy_floor *f)
+{
+	const uint8_t *src;
+	uint64_t t0;
+
+	if (f->at + f->npages > f->src_pages)
+		f->at = 0;
+	src = f->src + f->at * RW_PAGE_SIZE;
+	f->at += f->npages;
+	t0 = rw_now_ns();
+	for (size_t i = 0; i < f->npages; i++)
+		memcpy(f->dst + i * RW_PAGE_SIZE, src + i * RW_PAGE_SIZE, RW_PAGE_SIZE);
+	return (double)(rw_now_ns() - t0) / 1e3;
+}
+
+void bench_copy_floor_close(struct bench_copy_floor *f)
+{
+	if (!f)
+		return;
+	if (f->src)
+		munmap(f->src, f->src_pages * RW_PAGE_SIZE);
+	if (f->dst)
+		munmap(f->dst, f->npages * RW_PAGE_SIZE);
+	free(f);
+}
+
 double bench_xxh3_ns_per_page(size_t npages, unsigned reps)
 {
 	uint8_t *src = alloc_pages(npages);

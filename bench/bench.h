@@ -54,6 +54,16 @@ struct bench_exit_loop *bench_exit_loop_open(const char *image, enum vm_entry en
 double bench_exit_loop_time(struct bench_exit_loop *l, unsigned n);
 void bench_exit_loop_close(struct bench_exit_loop *l);
 
+/*
+ * A memcpy of n pages kept ready for floors measured beside each sample:
+ * the source rotates through at least 64 MiB, more than the caches hold,
+ * so that every copy reads memory, as a copy of guest pages does.
+ */
+struct bench_copy_floor;
+struct bench_copy_floor *bench_copy_floor_open(size_t npages);
+double bench_copy_floor_us(struct bench_copy_floor *f);
+void bench_copy_floor_close(struct bench_copy_floor *f);
+
 /* Path of an SDK guest image by name ("dirtier" -> .../dirtier.elf). */
 const char *bench_guest(const char *name);
 

@@ -6,8 +6,9 @@
  * N pages written since the previous one. Reported per N (medians of
  * --reps checkpoints):
  *   pause_us       the guest was stopped: pause, harvest, state, page copy
- *   floor_us       memcpy of the same N pages, measured in this run
- *   ratio          pause_us / floor_us
+ *   floor_us       memcpy of N pages, measured with the guest paused just
+ *                  before each checkpoint (bench_copy_floor)
+ *   ratio          median over the checkpoints of pause / that floor
  *   persist_ms     resume .. committed to the store (hash, LMDB, fsync)
  *   bytes_written  new chunk bytes stored
  */
@@ -33,9 +34,11 @@ static int one(uint64_t mem, uint64_t n, enum dirty_mode mode, unsigned reps)
 	struct ckpt_report rep;
 	double *pause = calloc(reps, sizeof(double)), *persist = calloc(reps, sizeof(double));
 	double *bytes = calloc(reps, sizeof(double)), *pages = calloc(reps, sizeof(double));
+	double *floor = calloc(reps, sizeof(double)), *ratio = calloc(reps, sizeof(double));
+	struct bench_copy_floor *cf = bench_copy_floor_open(n);
 	int ret = 1;
 
-	if (!mkdtemp(dir) || !pause || !persist || !bytes || !pages)
+	if (!mkdtemp(dir) || !pause || !persist || !bytes || !pages || !floor || !ratio || !cf)
 		goto out;
 	config_init(&cfg);
 	cfg.mem_size = mem;
@@ -61,6 +64,16 @@ static int one(uint64_t mem, uint64_t n, enum dirty_mode mode, unsigned reps)
 	}
 	for (unsigned i = 0; i < reps; i++) {
 		usleep(gap);
+		/* the floor beside this checkpoint, on the same host, guest stopped */
+		if (machine_pause(m)) {
+			machine_destroy(m);
+			goto out_rm;
+		}
+		floor[i] = bench_copy_floor_us(cf);
+		if (machine_resume(m)) {
+			machine_destroy(m);
+			goto out_rm;
+		}
 		if (machine_checkpoint(m, NULL, true, &rep)) {
 			fprintf(stderr, "rewind-bench: checkpoint failed: %s\n", rw_strerror(rep.err));
 			machine_destroy(m);
@@ -70,11 +83,11 @@ static int one(uint64_t mem, uint64_t n, enum dirty_mode mode, unsigned reps)
 		persist[i] = (double)rep.persist_ns / 1e6;
 		bytes[i] = (double)rep.bytes_written;
 		pages[i] = (double)rep.dirty_pages;
+		ratio[i] = pause[i] / floor[i];
 	}
 	machine_destroy(m);
 
-	double copy_ns = bench_memcpy_ns_per_page(n, 5);
-	double floor_us = copy_ns * (double)n / 1e3;
+	double floor_us = bench_median(floor, reps);
 	double p = bench_median(pause, reps);
 	json_t *j = json_object();
 	json_object_set_new(j, "bench", json_string("ckpt"));
@@ -84,7 +97,7 @@ static int one(uint64_t mem, uint64_t n, enum dirty_mode mode, unsigned reps)
 	json_object_set_new(j, "dirty_log", json_string(mode == DIRTY_RING ? "ring" : "bitmap"));
 	json_object_set_new(j, "pause_us", json_real(bench_round(p)));
 	json_object_set_new(j, "floor_us", json_real(bench_round(floor_us)));
-	json_object_set_new(j, "ratio", json_real(bench_round(p / floor_us)));
+	json_object_set_new(j, "ratio", json_real(bench_round(bench_median(ratio, reps))));
 	json_object_set_new(j, "persist_ms", json_real(bench_round(bench_median(persist, reps))));
 	json_object_set_new(j, "bytes_written", json_integer((json_int_t)bench_median(bytes, reps)));
 	bench_emit(j);
@@ -98,6 +111,9 @@ out:
 	free(persist);
 	free(bytes);
 	free(pages);
+	free(floor);
+	free(ratio);
+	bench_copy_floor_close(cf);
 	return ret;
 }
 

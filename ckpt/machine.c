@@ -425,23 +425,26 @@ static int capture(struct machine *m, const char *label, struct capture **out)
 	if (!ret)
 		ret = capture_disks(vm, c);
 	t[2] = rw_now_ns();
+	/* the page copy needs no vCPU state: it runs while the vCPUs save theirs */
+	bool taken = false;
+	if (!ret) {
+		c->npages = dirty_take_into(m->dirty, DIRTY_CKPT, c->pages, dirty_npages(m->dirty));
+		taken = true;
+		ret = stage_reserve(m, c->npages);
+		if (!ret) {
+			c->data = m->stage_data;
+			copy_capture(m, c);
+		}
+	}
+	t[3] = rw_now_ns();
 	int r = vm_capture_finish(vm);
 	if (!ret)
 		ret = r;
-	if (ret)
-		goto resume;
-	t[3] = rw_now_ns();
-	c->npages = dirty_take_into(m->dirty, DIRTY_CKPT, c->pages, dirty_npages(m->dirty));
-	t[4] = rw_now_ns();
-	ret = stage_reserve(m, c->npages);
-	if (ret) {
+	if (ret && taken) {
 		dirty_give_back(m->dirty, DIRTY_CKPT, c->pages, c->npages);
 		disks_give_back(c);
-		goto resume;
 	}
-	c->data = m->stage_data;
-	copy_capture(m, c);
-resume:
+	t[4] = rw_now_ns();
 	quiesce_devices(vm, true);
 	t[5] = rw_now_ns();
 	vm_resume(vm);
@@ -449,7 +452,7 @@ resume:
 	c->pause_ns = c->t_resume - t0;
 	if (!ret)
 		rw_debug("pause %.0f us: barrier %.0f, harvest %.0f, platform and devices %.0f, "
-			 "vCPU state (rest) %.0f, dirty scan %.0f, copy %.0f, resume %.0f",
+			 "dirty scan and copy %.0f, vCPU state (rest) %.0f, devices back %.0f, resume %.0f",
 			 (double)c->pause_ns / 1e3, (double)(t[0] - t0) / 1e3,
 			 (double)(t[1] - t[0]) / 1e3, (double)(t[2] - t[1]) / 1e3,
 			 (double)(t[3] - t[2]) / 1e3, (double)(t[4] - t[3]) / 1e3,

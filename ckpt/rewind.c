@@ -179,10 +179,6 @@ int rewind_create(const struct rewind_config *rc, struct rewind_vm **out)
 	}
 	h->vm->hooks.hypercall = harness_hypercall;
 	h->vm->hooks.opaque = h;
-	/* let every exit report REGS, SREGS and EVENTS: resets then write
-	 * them back through the same area instead of three ioctls */
-	h->vcpu->run->kvm_valid_regs |= h->vm->kvm.sync_regs_mask &
-					(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS);
 	*out = h;
 	return 0;
 fail:

@@ -66,6 +66,15 @@ static int vcpu_set_cpuid(struct vcpu *v)
 	return ret;
 }
 
+/* KVM_RUN; on return the sync area holds the vCPU's registers again. */
+static int kvm_run_once(struct vcpu *v)
+{
+	int r = ioctl(v->fd, KVM_RUN, 0);
+
+	v->sync_fresh = true;
+	return r;
+}
+
 int vcpu_create(struct vm *vm, unsigned index, struct vcpu **out)
 {
 	struct vcpu *v = calloc(1, sizeof(*v));
@@ -99,8 +108,10 @@ int vcpu_create(struct vm *vm, unsigned index, struct vcpu **out)
 	ret = vcpu_set_cpuid(v);
 	if (ret)
 		goto fail_unmap;
+	/* every return from KVM_RUN exports these (a parking vCPU saves them) */
 	if (vm->kvm.sync_regs)
-		v->run->kvm_valid_regs = KVM_SYNC_X86_REGS;
+		v->run->kvm_valid_regs = vm->kvm.sync_regs_mask &
+			(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS);
 	*out = v;
 	return 0;
 
@@ -223,6 +234,7 @@ int vcpu_get_regs(struct vcpu *v, struct kvm_regs *regs)
 
 int vcpu_set_regs(struct vcpu *v, const struct kvm_regs *regs)
 {
+	v->sync_fresh = false;
 	return ioctl(v->fd, KVM_SET_REGS, regs) ? -errno : 0;
 }
 
@@ -390,7 +402,7 @@ static bool vcpu_park(struct vcpu *v)
 				int r;
 
 				pthread_mutex_unlock(&vm->lock);
-				r = vcpu_state_save(v, st);
+				r = vcpu_state_save_after_run(v, st);
 				pthread_mutex_lock(&vm->lock);
 				if (r && !vm->park_err)
 					vm->park_err = r;
@@ -422,7 +434,7 @@ static void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
 	for (;;) {
-		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+		if (kvm_run_once(v) < 0) {
 			int err = errno;
 
 			v->exits++;
@@ -464,7 +476,7 @@ int vcpu_run_here(struct vcpu *v)
 	for (;;) {
 		if (vm_stopped(v->vm))
 			return RW_ESTOPPED;
-		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+		if (kvm_run_once(v) < 0) {
 			v->exits++;
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -487,7 +499,7 @@ int vcpu_complete_io(struct vcpu *v)
 	int ret = 0;
 
 	v->run->immediate_exit = 1;
-	if (ioctl(v->fd, KVM_RUN, 0) == 0 || (errno != EINTR && errno != EAGAIN))
+	if (kvm_run_once(v) == 0 || (errno != EINTR && errno != EAGAIN))
 		ret = errno ? -errno : -EIO;
 	v->run->immediate_exit = 0;
 	return ret;

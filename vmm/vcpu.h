@@ -45,6 +45,8 @@ struct vcpu {
 	int stats_fd;           /* KVM_GET_STATS_FD, opened on first use; -1 if none */
 	uint32_t stat_off[6];   /* byte offsets of the counters in the stats fd */
 	bool stats_tried;
+	bool sync_fresh;        /* run->s.regs is what the last KVM_RUN exported:
+				 * no state was loaded since */
 };
 
 /*

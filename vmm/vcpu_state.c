@@ -145,16 +145,39 @@ static void sregs2_to_sregs(const struct kvm_sregs2 *s2, struct kvm_sregs *s)
  * consistent with it. KVM_GET_VCPU_EVENTS last: the other GETs can still
  * settle pending state that events report.
  */
-int vcpu_state_save(struct vcpu *v, struct vcpu_state *st)
+#define SYNC_ALL (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS)
+#define X86_CR0_PG (1ULL << 31)
+#define X86_CR4_PAE (1ULL << 5)
+#define EFER_LMA (1ULL << 10)
+
+/* Does the sync area hold REGS/SREGS/EVENTS that stand for the ioctls'? */
+static bool synced_state_usable(const struct vcpu *v)
+{
+	const struct kvm_sregs *s = &v->run->s.regs.sregs;
+
+	if (!v->sync_fresh || (v->run->kvm_valid_regs & SYNC_ALL) != SYNC_ALL)
+		return false;
+	/* PAE paging outside long mode: the PDPTRs matter, and only SREGS2 has them */
+	return !(s->cr0 & X86_CR0_PG) || !(s->cr4 & X86_CR4_PAE) || (s->efer & EFER_LMA);
+}
+
+static int save(struct vcpu *v, struct vcpu_state *st, bool synced)
 {
 	struct vm *vm = v->vm;
 	int n;
 
 	if (ioctl(v->fd, KVM_GET_MP_STATE, &st->mp))
 		return -errno;
-	if (ioctl(v->fd, KVM_GET_REGS, &st->regs))
+	if (synced) {
+		st->regs = v->run->s.regs.regs;
+		sregs_to_sregs2(&v->run->s.regs.sregs, &st->sregs);
+		st->events = v->run->s.regs.events;
+	} else if (ioctl(v->fd, KVM_GET_REGS, &st->regs)) {
 		return -errno;
-	if (vm->sregs2) {
+	}
+	if (synced) {
+		/* already there */
+	} else if (vm->sregs2) {
 		if (ioctl(v->fd, KVM_GET_SREGS2, &st->sregs))
 			return -errno;
 	} else {
@@ -182,9 +205,19 @@ int vcpu_state_save(struct vcpu *v, struct vcpu_state *st)
 	if (n != (int)vm->nr_msrs)
 		return n < 0 ? -errno : -EIO;
 
-	if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &st->events))
+	if (!synced && ioctl(v->fd, KVM_GET_VCPU_EVENTS, &st->events))
 		return -errno;
 	return 0;
+}
+
+int vcpu_state_save(struct vcpu *v, struct vcpu_state *st)
+{
+	return save(v, st, false);
+}
+
+int vcpu_state_save_after_run(struct vcpu *v, struct vcpu_state *st)
+{
+	return save(v, st, synced_state_usable(v));
 }
 
 /* -------------------------------------------------------------- vCPU load */
@@ -207,7 +240,6 @@ int vcpu_state_save(struct vcpu *v, struct vcpu_state *st)
  *  7. VCPU_EVENTS last: pending exceptions, interrupts, NMI and SMI state
  *     and the interrupt shadow, which the steps above may have disturbed.
  */
-#define SYNC_ALL (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS)
 
 #define APIC_LVTT 0x320
 #define APIC_TMICT 0x380
@@ -257,6 +289,7 @@ int vcpu_state_load_flags(struct vcpu *v, const struct vcpu_state *st, unsigned 
 		*step = "state shape";
 		return -EINVAL;
 	}
+	v->sync_fresh = false;
 	/* restore the NMI and SIPI state too, not only what KVM flags as valid */
 	ev.flags |= KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR;
 	if (!((flags & VCPU_LOAD_RUNNABLE) && st->mp.mp_state == KVM_MP_STATE_RUNNABLE))

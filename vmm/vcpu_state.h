@@ -54,6 +54,16 @@ int vcpu_state_probe(struct vm *vm) RW_MUST_CHECK;
 
 /* Capture every piece of a vCPU's state. Returns 0 or -errno. */
 int vcpu_state_save(struct vcpu *vcpu, struct vcpu_state *st) RW_MUST_CHECK;
+
+/*
+ * vcpu_state_save() on the vCPU's own thread right after KVM_RUN returned
+ * (as a kicked vCPU parks): REGS, SREGS and EVENTS come from the kvm_run
+ * sync area, which KVM filled on that return with what the ioctls would
+ * give, if run->kvm_valid_regs asked for all three. SREGS2's PDPTRs are not
+ * in that area, so a guest in PAE paging outside long mode still takes the
+ * ioctl.
+ */
+int vcpu_state_save_after_run(struct vcpu *vcpu, struct vcpu_state *st) RW_MUST_CHECK;
 /*
  * Put a captured state back, in the order documented in vcpu_state.c.
  * Returns 0 or -errno, and on failure names the step in *step.

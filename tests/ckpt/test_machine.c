@@ -122,6 +122,43 @@ static void counter_roundtrip(unsigned cpus, enum dirty_mode mode)
 }
 
 Test(machine, counter_rollback_restore_ring, .timeout = 300) { counter_roundtrip(1, DIRTY_RING); }
+
+/*
+ * Parked vCPUs save their state from what their last KVM_RUN exported. A
+ * rollback while the VM is paused replaces that state: a checkpoint taken
+ * right after, still paused, must hold the rolled-back vCPUs, so that it
+ * restores to the same end as the straight run.
+ */
+Test(machine, checkpoint_after_rollback_while_paused, .timeout = 300)
+{
+	struct env e;
+	struct ckpt_report a, b;
+	unsigned long long x[4], y[2];
+	struct machine *m = make(&e, "counter", "n=40000000", 1, DIRTY_RING);
+
+	cr_assert_eq(machine_start(m), 0);
+	usleep(300 * 1000);
+	cr_assert_eq(machine_checkpoint(m, "a", true, &a), 0, "%s", rw_strerror(a.err));
+	usleep(200 * 1000);
+	cr_assert(!vm_stopped(machine_vm(m)), "the guest ended too soon: make it longer");
+	cr_assert_eq(machine_pause(m), 0);
+	cr_assert_eq(machine_rollback(m, a.id), 0);
+	cr_assert_eq(machine_checkpoint(m, "b", true, &b), 0, "%s", rw_strerror(b.err));
+	cr_assert_eq(machine_resume(m), 0);
+	run_to_end(m);
+	cr_assert_eq(checksums(slurp(e.console), x, 4), 1, "%s", slurp(e.console));
+	machine_destroy(m);
+
+	char id[32];
+	snprintf(id, sizeof(id), "%llu", (unsigned long long)b.id);
+	const char *argv[] = { "rewind", "restore", "--store", e.store, "--no-stdin", id, NULL };
+	struct cli_result r;
+	cr_assert_eq(cli_run(argv, NULL, 120, 0, &r), 0);
+	cr_assert_eq(r.status, 0, "status %d: %s", r.status, r.err);
+	cr_assert_eq(checksums(r.out, y, 2), 1, "restore printed: %s", r.out);
+	cr_assert_eq(y[0], x[0], "checkpoint b restored to %llx, the run ended with %llx", y[0], x[0]);
+	cli_result_free(&r);
+}
 Test(machine, counter_rollback_restore_bitmap, .timeout = 300) { counter_roundtrip(1, DIRTY_BITMAP); }
 Test(machine, counter_rollback_restore_2cpus, .timeout = 300) { counter_roundtrip(2, DIRTY_RING); }
 
