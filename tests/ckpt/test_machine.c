@@ -82,6 +82,22 @@ static uint64_t run_to_end(struct machine *m)
 	return 0;
 }
 
+/* `rewind restore` of checkpoint id in a new process: the checksum counter prints. */
+static unsigned long long restored_checksum(const char *store, uint64_t id)
+{
+	char ids[32];
+	unsigned long long y[2];
+	struct cli_result r;
+
+	snprintf(ids, sizeof(ids), "%llu", (unsigned long long)id);
+	const char *argv[] = { "rewind", "restore", "--store", store, "--no-stdin", ids, NULL };
+	cr_assert_eq(cli_run(argv, NULL, 120, 0, &r), 0);
+	cr_assert_eq(r.status, 0, "status %d: %s", r.status, r.err);
+	cr_assert_eq(checksums(r.out, y, 2), 1, "restore printed: %s", r.out);
+	cli_result_free(&r);
+	return y[0];
+}
+
 /*
  * counter runs; checkpoint part-way; it ends with X. Roll back to the
  * checkpoint and run again: X. Restore the checkpoint in a new process: X.
@@ -109,16 +125,8 @@ static void counter_roundtrip(unsigned cpus, enum dirty_mode mode)
 	cr_assert_eq(x[1], x[0], "after rollback: %llx, straight: %llx", x[1], x[0]);
 	machine_destroy(m);
 
-	char id[32];
-	snprintf(id, sizeof(id), "%llu", (unsigned long long)rep.id);
-	const char *argv[] = { "rewind", "restore", "--store", e.store, "--no-stdin", id, NULL };
-	struct cli_result r;
-	cr_assert_eq(cli_run(argv, NULL, 120, 0, &r), 0);
-	cr_assert_eq(r.status, 0, "status %d: %s", r.status, r.err);
-	unsigned long long y[2];
-	cr_assert_eq(checksums(r.out, y, 2), 1, "restore printed: %s", r.out);
-	cr_assert_eq(y[0], x[0]);
-	cli_result_free(&r);
+	unsigned long long y = restored_checksum(e.store, rep.id);
+	cr_assert_eq(y, x[0], "restored: %llx, straight: %llx", y, x[0]);
 }
 
 Test(machine, counter_rollback_restore_ring, .timeout = 300) { counter_roundtrip(1, DIRTY_RING); }
@@ -133,7 +141,7 @@ Test(machine, checkpoint_after_rollback_while_paused, .timeout = 300)
 {
 	struct env e;
 	struct ckpt_report a, b;
-	unsigned long long x[4], y[2];
+	unsigned long long x[4];
 	struct machine *m = make(&e, "counter", "n=40000000", 1, DIRTY_RING);
 
 	cr_assert_eq(machine_start(m), 0);
@@ -149,15 +157,8 @@ Test(machine, checkpoint_after_rollback_while_paused, .timeout = 300)
 	cr_assert_eq(checksums(slurp(e.console), x, 4), 1, "%s", slurp(e.console));
 	machine_destroy(m);
 
-	char id[32];
-	snprintf(id, sizeof(id), "%llu", (unsigned long long)b.id);
-	const char *argv[] = { "rewind", "restore", "--store", e.store, "--no-stdin", id, NULL };
-	struct cli_result r;
-	cr_assert_eq(cli_run(argv, NULL, 120, 0, &r), 0);
-	cr_assert_eq(r.status, 0, "status %d: %s", r.status, r.err);
-	cr_assert_eq(checksums(r.out, y, 2), 1, "restore printed: %s", r.out);
-	cr_assert_eq(y[0], x[0], "checkpoint b restored to %llx, the run ended with %llx", y[0], x[0]);
-	cli_result_free(&r);
+	unsigned long long y = restored_checksum(e.store, b.id);
+	cr_assert_eq(y, x[0], "checkpoint b restored to %llx, the run ended with %llx", y, x[0]);
 }
 Test(machine, counter_rollback_restore_bitmap, .timeout = 300) { counter_roundtrip(1, DIRTY_BITMAP); }
 Test(machine, counter_rollback_restore_2cpus, .timeout = 300) { counter_roundtrip(2, DIRTY_RING); }

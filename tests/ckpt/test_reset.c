@@ -39,12 +39,10 @@ static uint64_t mem_hash(struct rewind_vm *vm)
 	return XXH3_64bits(m, len);
 }
 
-static void resets_keep_memory(int no_hot, int ring, unsigned iters)
+/* Run to "done" and reset, iters times: memory is the root's after each. */
+static void reset_loop(struct rewind_vm *vm, uint64_t root, unsigned iters)
 {
-	struct rewind_vm *vm = make("dirtier", "pages=64 snapshot", no_hot, ring);
 	struct rewind_event ev;
-	struct rewind_stats st;
-	uint64_t root = mem_hash(vm);
 
 	for (unsigned i = 0; i < iters; i++) {
 		cr_assert_eq(rewind_run(vm, &ev), 0);
@@ -54,6 +52,15 @@ static void resets_keep_memory(int no_hot, int ring, unsigned iters)
 		cr_assert_eq(rewind_reset(vm), 0);
 		cr_assert_eq(mem_hash(vm), root, "iteration %u: memory differs from the root after reset", i);
 	}
+}
+
+static void resets_keep_memory(int no_hot, int ring, unsigned iters)
+{
+	struct rewind_vm *vm = make("dirtier", "pages=64 snapshot", no_hot, ring);
+	struct rewind_stats st;
+	uint64_t root = mem_hash(vm);
+
+	reset_loop(vm, root, iters);
 	rewind_get_stats(vm, &st);
 	cr_assert_eq(st.resets, iters);
 	cr_assert_geq(st.pages_restored, 64, "restored %llu pages, the guest dirties 64",
@@ -78,16 +85,10 @@ Test(reset, ten_thousand_resets_hot_set, .timeout = 600) { resets_keep_memory(0,
 static void lean_resets(const char *args, unsigned iters, bool expect_lean)
 {
 	struct rewind_vm *vm = make("dirtier", args, 0, 0);
-	struct rewind_event ev;
 	struct rewind_stats st;
 	uint64_t root = mem_hash(vm);
 
-	for (unsigned i = 0; i < iters; i++) {
-		cr_assert_eq(rewind_run(vm, &ev), 0);
-		cr_assert_eq(ev.kind, REWIND_EV_DONE, "iteration %u: event %d %s", i, ev.kind, ev.message);
-		cr_assert_eq(rewind_reset(vm), 0);
-		cr_assert_eq(mem_hash(vm), root, "iteration %u: memory differs from the root", i);
-	}
+	reset_loop(vm, root, iters);
 	rewind_get_stats(vm, &st);
 	cr_assert_leq(st.lapic_kept_resets, st.lean_resets);
 	if (expect_lean) {
