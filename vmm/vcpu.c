@@ -141,16 +141,19 @@ void vcpu_destroy(struct vcpu *v)
 
 /* ---------------------------------------------------------- exit counters */
 
-#define NR_EXIT_STATS 6
-static const char *const exit_stat_names[NR_EXIT_STATS] = {
+static const char *const exit_stat_names[VCPU_EXIT_STATS] = {
 	"exits", "mmio_exits", "io_exits", "insn_emulation", "irq_injections", "nmi_injections",
 };
 
-/* Open the stats fd and find the byte offset of each counter in it. */
+/* The counters sit close together in KVM's stats: one read covers them all. */
+#define EXIT_STATS_SPAN_MAX 512
+
+/* Open the stats fd and find where in it each counter is. */
 static int exit_stats_open(struct vcpu *v)
 {
 	struct kvm_stats_header hdr;
 	struct kvm_stats_desc *d;
+	uint32_t off[VCPU_EXIT_STATS], lo = UINT32_MAX, hi = 0;
 	size_t dsz;
 	char *descs = NULL;
 	unsigned found = 0;
@@ -173,19 +176,25 @@ static int exit_stats_open(struct vcpu *v)
 		d = (struct kvm_stats_desc *)(descs + i * dsz);
 		if ((d->flags & KVM_STATS_TYPE_MASK) != KVM_STATS_TYPE_CUMULATIVE || d->size != 1)
 			continue;
-		for (unsigned k = 0; k < NR_EXIT_STATS; k++) {
+		for (unsigned k = 0; k < VCPU_EXIT_STATS; k++) {
 			if (!(found & (1u << k)) &&
 			    strncmp(d->name, exit_stat_names[k], hdr.name_size) == 0) {
-				v->stat_off[k] = hdr.data_offset + d->offset;
+				off[k] = hdr.data_offset + d->offset;
+				lo = off[k] < lo ? off[k] : lo;
+				hi = off[k] > hi ? off[k] : hi;
 				found |= 1u << k;
 			}
 		}
 	}
-	if (found == (1u << NR_EXIT_STATS) - 1) {
-		v->stats_fd = fd;
-		fd = -1;
-		ret = 0;
-	}
+	if (found != (1u << VCPU_EXIT_STATS) - 1 || hi - lo + 8 > EXIT_STATS_SPAN_MAX)
+		goto out;
+	v->stat_lo = lo;
+	v->stat_span = hi - lo + 8;
+	for (unsigned k = 0; k < VCPU_EXIT_STATS; k++)
+		v->stat_off[k] = off[k] - lo;
+	v->stats_fd = fd;
+	fd = -1;
+	ret = 0;
 out:
 	free(descs);
 	if (fd >= 0)
@@ -195,10 +204,9 @@ out:
 
 int vcpu_exit_counts(struct vcpu *v, struct vcpu_exit_counts *c)
 {
-	uint64_t *out[NR_EXIT_STATS] = { &c->exits, &c->mmio, &c->io,
-					 &c->emulated, &c->irqs, &c->nmis };
-	uint32_t lo = UINT32_MAX, hi = 0;
-	uint64_t buf[64];
+	uint64_t *out[VCPU_EXIT_STATS] = { &c->exits, &c->mmio, &c->io,
+					   &c->emulated, &c->irqs, &c->nmis };
+	uint8_t buf[EXIT_STATS_SPAN_MAX];
 
 	if (v->stats_fd < 0) {
 		if (v->stats_tried)
@@ -207,21 +215,10 @@ int vcpu_exit_counts(struct vcpu *v, struct vcpu_exit_counts *c)
 		if (exit_stats_open(v))
 			return -ENOTSUP;
 	}
-	for (unsigned k = 0; k < NR_EXIT_STATS; k++) {
-		lo = v->stat_off[k] < lo ? v->stat_off[k] : lo;
-		hi = v->stat_off[k] > hi ? v->stat_off[k] : hi;
-	}
-	/* the counters sit close together: one read covers them all */
-	if (hi - lo + 8 <= sizeof(buf)) {
-		if (pread(v->stats_fd, buf, hi - lo + 8, lo) != (ssize_t)(hi - lo + 8))
-			return -EIO;
-		for (unsigned k = 0; k < NR_EXIT_STATS; k++)
-			memcpy(out[k], (char *)buf + (v->stat_off[k] - lo), 8);
-		return 0;
-	}
-	for (unsigned k = 0; k < NR_EXIT_STATS; k++)
-		if (pread(v->stats_fd, out[k], 8, v->stat_off[k]) != 8)
-			return -EIO;
+	if (pread(v->stats_fd, buf, v->stat_span, v->stat_lo) != (ssize_t)v->stat_span)
+		return -EIO;
+	for (unsigned k = 0; k < VCPU_EXIT_STATS; k++)
+		memcpy(out[k], buf + v->stat_off[k], 8);
 	return 0;
 }
 

@@ -15,6 +15,9 @@
 struct vm;
 struct vcpu;
 
+/* Exit counters read from the stats fd (struct vcpu_exit_counts). */
+#define VCPU_EXIT_STATS 6
+
 /* Signal that gets a vCPU thread out of KVM_RUN (with run->immediate_exit). */
 #define VCPU_KICK_SIGNAL (SIGRTMIN)
 
@@ -43,7 +46,8 @@ struct vcpu {
 	void *deferred_opaque;
 	bool yield;             /* an exit handler asks vcpu_run_here() to return */
 	int stats_fd;           /* KVM_GET_STATS_FD, opened on first use; -1 if none */
-	uint32_t stat_off[6];   /* byte offsets of the counters in the stats fd */
+	uint32_t stat_lo, stat_span; /* the bytes of the stats fd that hold them */
+	uint32_t stat_off[VCPU_EXIT_STATS]; /* each counter's offset in that span */
 	bool stats_tried;
 	bool sync_fresh;        /* run->s.regs is what the last KVM_RUN exported:
 				 * no state was loaded since */

@@ -139,44 +139,53 @@ static void sregs2_to_sregs(const struct kvm_sregs2 *s2, struct kvm_sregs *s)
 	s->apic_base = s2->apic_base;
 }
 
+#define SYNC_ALL (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS)
+#define X86_CR0_PG (1ULL << 31)
+#define X86_CR4_PAE (1ULL << 5)
+#define EFER_LMA (1ULL << 10)
+
+/*
+ * May the sync area stand for REGS/SREGS/EVENTS (vcpu_state_save_after_run)?
+ * Only if KVM filled it on the last KVM_RUN and nothing was loaded since,
+ * outside PAE paging without long mode (the PDPTRs matter there, and only
+ * SREGS2 has them), and if KVM_GET_MP_STATE, which accepts a pending INIT
+ * or SIPI and may so reset the vCPU after the sync area was filled, cannot
+ * have done that: the vCPU is runnable and alone in its VM, so that no
+ * other vCPU sends it an INIT. (Left: a lone vCPU that sends itself an INIT
+ * with the all-including-self shorthand in the very exit the pause cuts
+ * off; its checkpoint then holds its registers from just before the INIT.)
+ */
+static bool synced_state_usable(const struct vcpu *v, const struct kvm_mp_state *mp)
+{
+	const struct kvm_sregs *s = &v->run->s.regs.sregs;
+
+	if (!v->sync_fresh || (v->run->kvm_valid_regs & SYNC_ALL) != SYNC_ALL ||
+	    v->vm->ncpus != 1 || mp->mp_state != KVM_MP_STATE_RUNNABLE)
+		return false;
+	return !(s->cr0 & X86_CR0_PG) || !(s->cr4 & X86_CR4_PAE) || (s->efer & EFER_LMA);
+}
+
 /*
  * Save order. KVM_GET_MP_STATE first: it processes pending INIT/SIPI events
  * and may change LAPIC and vCPU state, so everything read after it is
  * consistent with it. KVM_GET_VCPU_EVENTS last: the other GETs can still
  * settle pending state that events report.
  */
-#define SYNC_ALL (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS)
-#define X86_CR0_PG (1ULL << 31)
-#define X86_CR4_PAE (1ULL << 5)
-#define EFER_LMA (1ULL << 10)
-
-/* Does the sync area hold REGS/SREGS/EVENTS that stand for the ioctls'? */
-static bool synced_state_usable(const struct vcpu *v)
-{
-	const struct kvm_sregs *s = &v->run->s.regs.sregs;
-
-	if (!v->sync_fresh || (v->run->kvm_valid_regs & SYNC_ALL) != SYNC_ALL)
-		return false;
-	/* PAE paging outside long mode: the PDPTRs matter, and only SREGS2 has them */
-	return !(s->cr0 & X86_CR0_PG) || !(s->cr4 & X86_CR4_PAE) || (s->efer & EFER_LMA);
-}
-
-static int save(struct vcpu *v, struct vcpu_state *st, bool synced)
+static int save(struct vcpu *v, struct vcpu_state *st, bool after_run)
 {
 	struct vm *vm = v->vm;
+	bool synced;
 	int n;
 
 	if (ioctl(v->fd, KVM_GET_MP_STATE, &st->mp))
 		return -errno;
+	synced = after_run && synced_state_usable(v, &st->mp);
 	if (synced) {
 		st->regs = v->run->s.regs.regs;
 		sregs_to_sregs2(&v->run->s.regs.sregs, &st->sregs);
 		st->events = v->run->s.regs.events;
 	} else if (ioctl(v->fd, KVM_GET_REGS, &st->regs)) {
 		return -errno;
-	}
-	if (synced) {
-		/* already there */
 	} else if (vm->sregs2) {
 		if (ioctl(v->fd, KVM_GET_SREGS2, &st->sregs))
 			return -errno;
@@ -217,7 +226,7 @@ int vcpu_state_save(struct vcpu *v, struct vcpu_state *st)
 
 int vcpu_state_save_after_run(struct vcpu *v, struct vcpu_state *st)
 {
-	return save(v, st, synced_state_usable(v));
+	return save(v, st, true);
 }
 
 /* -------------------------------------------------------------- vCPU load */

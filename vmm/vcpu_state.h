@@ -59,9 +59,8 @@ int vcpu_state_save(struct vcpu *vcpu, struct vcpu_state *st) RW_MUST_CHECK;
  * vcpu_state_save() on the vCPU's own thread right after KVM_RUN returned
  * (as a kicked vCPU parks): REGS, SREGS and EVENTS come from the kvm_run
  * sync area, which KVM filled on that return with what the ioctls would
- * give, if run->kvm_valid_regs asked for all three. SREGS2's PDPTRs are not
- * in that area, so a guest in PAE paging outside long mode still takes the
- * ioctl.
+ * give, if run->kvm_valid_regs asked for all three. Otherwise, and where
+ * that area may not stand for them (see synced_state_usable), the ioctls.
  */
 int vcpu_state_save_after_run(struct vcpu *vcpu, struct vcpu_state *st) RW_MUST_CHECK;
 /*
