@@ -17,9 +17,9 @@
 #include "board.h"
 #include "dirty.h"
 #include "err.h"
+#include "image.h"
 #include "log.h"
 #include "rw/abi.h"
-#include "state.h"
 #include "util.h"
 #include "vcpu.h"
 #include "vcpu_state.h"
@@ -27,26 +27,17 @@
 
 #define PAYLOAD_MAX (16u << 20)
 
-struct root_rec {
-	char key[STATE_KEY_MAX];
-	uint8_t *data;
-	size_t len;
-};
-
 struct rewind_vm {
 	struct vm *vm;
 	struct vcpu *vcpu;
 	struct dirty_tracker *dirty;
 	bool hot_set;
 
-	/* the root */
+	/* the root: its memory, and its vCPU, platform and device state */
 	bool has_root;
 	uint8_t *root_mem;
 	size_t root_size;
-	struct vcpu_state *root_vcpu;
-	struct platform_state root_platform;
-	struct root_rec *recs;
-	unsigned nrecs;
+	struct vm_image root;
 
 	/* reset bookkeeping */
 	uint64_t *pages;          /* scratch: dirty pages of one reset */
@@ -180,11 +171,13 @@ int rewind_create(const struct rewind_config *rc, struct rewind_vm **out)
 	h->pages = malloc(np * sizeof(h->pages[0]));
 	h->last_seen = calloc(np, sizeof(h->last_seen[0]));
 	h->streak = calloc(np, 1);
-	h->root_vcpu = aligned_alloc(64, ALIGN_UP(sizeof(struct vcpu_state), 64));
-	if (!h->pages || !h->last_seen || !h->streak || !h->root_vcpu) {
+	if (!h->pages || !h->last_seen || !h->streak) {
 		ret = -ENOMEM;
 		goto fail;
 	}
+	ret = image_init(&h->root, h->vm->ncpus);
+	if (ret)
+		goto fail;
 	h->vm->hooks.hypercall = harness_hypercall;
 	h->vm->hooks.opaque = h;
 	*out = h;
@@ -192,15 +185,6 @@ int rewind_create(const struct rewind_config *rc, struct rewind_vm **out)
 fail:
 	rewind_destroy(h);
 	return ret;
-}
-
-static void free_recs(struct rewind_vm *h)
-{
-	for (unsigned i = 0; i < h->nrecs; i++)
-		free(h->recs[i].data);
-	free(h->recs);
-	h->recs = NULL;
-	h->nrecs = 0;
 }
 
 void rewind_destroy(struct rewind_vm *h)
@@ -212,8 +196,7 @@ void rewind_destroy(struct rewind_vm *h)
 	vm_destroy(h->vm);
 	if (h->root_mem)
 		munmap(h->root_mem, h->root_size);
-	free_recs(h);
-	free(h->root_vcpu);
+	image_free(&h->root);
 	free(h->pages);
 	free(h->last_seen);
 	free(h->streak);
@@ -222,40 +205,6 @@ void rewind_destroy(struct rewind_vm *h)
 }
 
 /* ------------------------------------------------------------------ root */
-
-static int put_rec(void *arg, const char *key, uint32_t version, const void *data, size_t len)
-{
-	struct rewind_vm *h = arg;
-	struct root_rec *r = realloc(h->recs, (h->nrecs + 1) * sizeof(*r));
-
-	(void)version;
-	if (!r)
-		return -ENOMEM;
-	h->recs = r;
-	r = &h->recs[h->nrecs];
-	snprintf(r->key, sizeof(r->key), "%s", key);
-	r->len = len;
-	r->data = malloc(len ? len : 1);
-	if (!r->data)
-		return -ENOMEM;
-	memcpy(r->data, data, len);
-	h->nrecs++;
-	return 0;
-}
-
-static int get_rec(void *arg, const char *key, const void **data, size_t *len)
-{
-	struct rewind_vm *h = arg;
-
-	for (unsigned i = 0; i < h->nrecs; i++) {
-		if (strcmp(h->recs[i].key, key) == 0) {
-			*data = h->recs[i].data;
-			*len = h->recs[i].len;
-			return 0;
-		}
-	}
-	return RW_ENOTFOUND;
-}
 
 /*
  * Finish the last exit so the vCPU's state is consistent and replaceable.
@@ -307,7 +256,7 @@ static unsigned lean_flags(struct rewind_vm *h, const struct vcpu_exit_counts *n
 {
 	const struct vcpu_exit_counts *was = &h->counts;
 	const struct kvm_run *run = h->vcpu->run;
-	const struct kvm_sregs2 *root = &h->root_vcpu->sregs;
+	const struct kvm_sregs2 *root = &h->root.vcpus[0]->sregs;
 
 	if (!vcpu_exits_all_seen(was, now))
 		return 0;
@@ -343,18 +292,13 @@ int rewind_set_root(struct rewind_vm *h)
 	dirty_clear_hot(h->dirty);
 	memset(h->last_seen, 0, dirty_npages(h->dirty) * sizeof(h->last_seen[0]));
 	memset(h->streak, 0, dirty_npages(h->dirty));
-	ret = vcpu_state_save(h->vcpu, h->root_vcpu);
-	if (!ret)
-		ret = platform_state_save(vm, &h->root_platform);
-	free_recs(h);
-	if (!ret)
-		ret = state_devices_save(vm, put_rec, h);
+	ret = image_save(&h->root, vm);
 	if (ret)
 		return ret;
 	/* coming back here after a reset, rw_snapshot() returns 1 */
-	h->root_vcpu->regs.rax = 1;
-	h->lapic_keepable = !vm->kvm.apic_virt && vcpu_state_lapic_timer_idle(h->root_vcpu);
-	h->pit_idle = platform_state_pit_idle(&h->root_platform);
+	h->root.vcpus[0]->regs.rax = 1;
+	h->lapic_keepable = !vm->kvm.apic_virt && vcpu_state_lapic_timer_idle(h->root.vcpus[0]);
+	h->pit_idle = platform_state_pit_idle(&h->root.platform);
 	struct vcpu_exit_counts now;
 	bool have_now = vcpu_exit_counts(h->vcpu, &now) == 0;
 	note_loaded(h, &now, have_now, __atomic_load_n(&vm->irq_line_calls, __ATOMIC_RELAXED));
@@ -368,8 +312,8 @@ int rewind_set_root(struct rewind_vm *h)
 int rewind_reset(struct rewind_vm *h)
 {
 	struct vm *vm = h->vm;
-	const char *step;
-	char why[256];
+	struct image_apply_opts lean = { 0 };
+	char why[320];
 	uint64_t n, iter;
 	int ret;
 
@@ -413,25 +357,12 @@ int rewind_reset(struct rewind_vm *h)
 	h->lean_loads += (flags & VCPU_LOAD_UNTRAPPED) != 0;
 	h->lapic_kept += (flags & VCPU_LOAD_KEEP_LAPIC) != 0;
 	h->counts_valid = false;
-	ret = vcpu_state_load_flags(h->vcpu, h->root_vcpu, flags, &step);
+	lean.vcpu_flags = flags;
+	lean.clock_only = (flags & VCPU_LOAD_KEEP_LAPIC) && h->pit_idle;
+	ret = image_apply(&h->root, vm, &lean, why, sizeof(why));
 	if (ret) {
-		rw_error("reset: restoring the vCPU: %s: %s", step, rw_strerror(ret));
+		rw_error("reset: %s", why);
 		return ret;
-	}
-	if (flags & VCPU_LOAD_KEEP_LAPIC && h->pit_idle)
-		ret = platform_state_load_clock(vm, &h->root_platform, &step);
-	else
-		ret = platform_state_load(vm, &h->root_platform, &step);
-	if (ret) {
-		rw_error("reset: restoring the platform: %s: %s", step, rw_strerror(ret));
-		return ret;
-	}
-	if (h->nrecs) {
-		ret = state_devices_load(vm, get_rec, h, why, sizeof(why));
-		if (ret) {
-			rw_error("reset: restoring devices: %s", why);
-			return ret;
-		}
 	}
 	/* loading state makes no exits: now is where the next reset compares */
 	note_loaded(h, &now, have_now, irqs);

@@ -572,11 +572,66 @@ static const struct device_ops blk_ops = {
 	.load = blk_load,
 };
 
+/* ---------------------------------------------------------------- content */
+
+/* The disk's blocks are the device's content; its overlay holds them. */
+static const char *blk_content_name(const struct device *dev)
+{
+	return disk_name(to_blk(dev)->disk);
+}
+
+static uint64_t blk_content_nblocks(const struct device *dev)
+{
+	return disk_nblocks(to_blk(dev)->disk);
+}
+
+static int64_t blk_take_changed(struct device *dev, uint64_t **blocks)
+{
+	return disk_take_dirty(to_blk(dev)->disk, DISK_EPOCH_CKPT, blocks);
+}
+
+static void blk_give_back(struct device *dev, const uint64_t *blocks, uint64_t n)
+{
+	disk_give_back(to_blk(dev)->disk, DISK_EPOCH_CKPT, blocks, n);
+}
+
+static int blk_content_read(struct device *dev, uint64_t first, uint64_t n, void *buf)
+{
+	return disk_read_present(to_blk(dev)->disk, first, n, buf);
+}
+
+static bool blk_held_next(const struct device *dev, uint64_t from, uint64_t *start, uint64_t *count)
+{
+	return disk_present_next(to_blk(dev)->disk, from, start, count);
+}
+
+static int blk_content_restore(struct device *dev, uint64_t idx, const void *buf)
+{
+	return disk_restore_block(to_blk(dev)->disk, idx, buf, DISK_EPOCH_CKPT);
+}
+
+static int blk_read_current(struct device *dev, uint64_t idx, void *buf)
+{
+	return disk_read_block(to_blk(dev)->disk, idx, buf);
+}
+
+static const struct device_content_ops blk_content_ops = {
+	.name = blk_content_name,
+	.nblocks = blk_content_nblocks,
+	.take_changed = blk_take_changed,
+	.give_back = blk_give_back,
+	.read = blk_content_read,
+	.held_next = blk_held_next,
+	.restore = blk_content_restore,
+	.read_current = blk_read_current,
+};
+
 const struct device_type virtio_blk_device_type = {
 	.name = VIRTIO_BLK_TYPE_NAME,
 	.state_version = VIRTIO_BLK_STATE_VERSION,
 	.min_version = 1,
 	.ops = &blk_ops,
+	.content = &blk_content_ops,
 };
 
 struct device *virtio_blk_device(struct virtio_blk *b)

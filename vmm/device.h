@@ -13,13 +13,14 @@
 #ifndef RW_VMM_DEVICE_H
 #define RW_VMM_DEVICE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "err.h"
 
 struct vm;
 struct device;
-struct rec_writer; /* ckpt/record.h */
+struct rec_writer; /* base/record.h */
 struct rec_reader;
 
 #define DEV_ID_MAX 64
@@ -40,11 +41,48 @@ struct device_ops {
 	int (*load)(struct device *dev, struct rec_reader *r, uint32_t version);
 };
 
+/*
+ * Content a device owns beyond its record, such as a disk's blocks: a space
+ * of 4 KiB blocks that a checkpoint captures by change and keeps under the
+ * space's own name, and that a restore or rollback writes back. The
+ * device's record says which blocks it holds (for a disk: which ones its
+ * overlay has); load() sets that, then the checkpoint layer writes those
+ * blocks' content. Every op is called with the device quiesced. A device
+ * type without content has no content ops (NULL); one with content needs
+ * nothing but these ops for checkpoints to carry it.
+ */
+struct device_content_ops {
+	/* The space's name in a checkpoint (unique within the VM). */
+	const char *(*name)(const struct device *dev);
+	/* Its size in blocks. */
+	uint64_t (*nblocks)(const struct device *dev);
+	/*
+	 * Take the blocks changed since the last checkpoint took them:
+	 * ascending, in a malloc'ed array (*blocks, caller frees; NULL when
+	 * none). Returns the count or a negative error (nothing taken).
+	 */
+	int64_t (*take_changed)(struct device *dev, uint64_t **blocks);
+	/* Put taken blocks back among the changed ones (a failed checkpoint). */
+	void (*give_back)(struct device *dev, const uint64_t *blocks, uint64_t n);
+	/* Blocks [first, first+n) as a checkpoint keeps them (not held: zeros). */
+	int (*read)(struct device *dev, uint64_t first, uint64_t n, void *buf);
+	/* The first run of held blocks at or after from: true, or false if none. */
+	bool (*held_next)(const struct device *dev, uint64_t from, uint64_t *start, uint64_t *count);
+	/*
+	 * Write a held block back from a checkpoint. It then equals that
+	 * checkpoint, so it does not count as changed since it.
+	 */
+	int (*restore)(struct device *dev, uint64_t idx, const void *buf);
+	/* Read block idx as the guest sees it now. */
+	int (*read_current)(struct device *dev, uint64_t idx, void *buf);
+};
+
 struct device_type {
 	const char *name;          /* "serial", "virtio-blk": stable, on disk */
 	uint32_t state_version;    /* version save() writes */
 	uint32_t min_version;      /* oldest version load() accepts */
 	const struct device_ops *ops;
+	const struct device_content_ops *content; /* NULL: no content */
 };
 
 struct device {

@@ -154,15 +154,15 @@ static const struct device_ops probe_ops = {
 	.validate = probe_validate,
 	.load = probe_load,
 };
-static const struct device_type probe_type = { "probe", 1, 1, &probe_ops };
+static const struct device_type probe_type = { "probe", 1, 1, &probe_ops, NULL };
 
 /* saves but cannot load: the registry must refuse to restore it */
 static const struct device_ops halfway_ops = { .destroy = probe_destroy, .save = probe_save };
-static const struct device_type halfway_type = { "halfway", 1, 1, &halfway_ops };
+static const struct device_type halfway_type = { "halfway", 1, 1, &halfway_ops, NULL };
 
 /* keeps no state: no record, and a record under its name is an extra */
 static const struct device_ops stateless_ops = { .destroy = probe_destroy };
-static const struct device_type stateless_type = { "stateless", 1, 1, &stateless_ops };
+static const struct device_type stateless_type = { "stateless", 1, 1, &stateless_ops, NULL };
 
 static struct probe *add_probe(struct vm *vm, const struct device_type *type, const char *id,
 			       uint32_t value)
