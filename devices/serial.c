@@ -1,7 +1,7 @@
 /*
  * serial.c - 16550A UART (behaviour and threading in serial.h).
  *
- * Record, version 1 (ckpt/record.h encoding, little-endian, in this order):
+ * Record, version 1 (base/record.h encoding, little-endian, in this order):
  *
  *   u16  base        binding: port base of the instance that wrote it
  *   u32  irq         binding: its interrupt line

@@ -1,7 +1,7 @@
 /*
  * virtio_blk.c - virtio-blk device (behaviour in virtio_blk.h).
  *
- * Record, version 1 (ckpt/record.h encoding, little-endian, in this order):
+ * Record, version 1 (base/record.h encoding, little-endian, in this order):
  *
  *   u64  base            binding: MMIO window of the instance that wrote it
  *   u32  irq             binding: its interrupt line

@@ -2,7 +2,7 @@
  * virtio_mmio.c - virtio-mmio transport, version 2 (contract in
  * virtio_mmio.h).
  *
- * Transport part of a virtio device's record (ckpt/record.h encoding,
+ * Transport part of a virtio device's record (base/record.h encoding,
  * little-endian, in this order; the device writes its own fields around
  * it):
  *

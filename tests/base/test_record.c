@@ -1,5 +1,5 @@
 /*
- * The record format (ckpt/record.h): round trips, header checks, bounds on
+ * The record format (base/record.h): round trips, header checks, bounds on
  * every read, tagged extensions.
  */
 #include <criterion/criterion.h>
