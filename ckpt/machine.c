@@ -270,6 +270,13 @@ void machine_host_cfg(struct vm_config *cfg, const struct machine_opts *o)
 		cfg->serial_in = false;
 }
 
+int machine_build_vm(struct machine *m, const struct vm_config *cfg)
+{
+	int ret = vm_create(cfg, &m->vm);
+
+	return ret ? ret : board_build(m->vm);
+}
+
 int machine_create(const struct vm_config *cfg_in, const struct machine_opts *o, struct machine **out)
 {
 	struct vm_config cfg = *cfg_in;
@@ -281,13 +288,9 @@ int machine_create(const struct vm_config *cfg_in, const struct machine_opts *o,
 	if (ret)
 		return ret;
 	machine_host_cfg(&cfg, o);
-	ret = vm_create(&cfg, &m->vm);
-	if (ret)
-		goto fail;
-	ret = board_build(m->vm);
-	if (ret)
-		goto fail;
-	ret = vm_boot(m->vm);
+	ret = machine_build_vm(m, &cfg);
+	if (!ret)
+		ret = vm_boot(m->vm);
 	if (ret)
 		goto fail;
 	ret = state_config_encode(&m->vm->cfg, &m->config_blob, &m->config_len);

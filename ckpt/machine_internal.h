@@ -117,6 +117,8 @@ int machine_alloc(const struct machine_opts *o, struct machine **out) RW_MUST_CH
 int machine_open_store(struct machine *m, bool create) RW_MUST_CHECK;
 int machine_attach(struct machine *m, bool create_store) RW_MUST_CHECK;
 void machine_host_cfg(struct vm_config *cfg, const struct machine_opts *o);
+/* The VM of cfg with the board's devices, not booted. */
+int machine_build_vm(struct machine *m, const struct vm_config *cfg) RW_MUST_CHECK;
 /* One operation at a time: take the machine (with !wait, RW_EBUSY), give it back. */
 int machine_acquire(struct machine *m, bool wait) RW_MUST_CHECK;
 void machine_release(struct machine *m);

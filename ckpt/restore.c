@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "board.h"
 #include "device.h"
 #include "log.h"
 #include "rw/abi.h"
@@ -371,10 +370,7 @@ int machine_restore(uint64_t id, const struct machine_opts *o, struct machine **
 	}
 	machine_host_cfg(&cfg, o);
 	snprintf(cfg.serial_out, sizeof(cfg.serial_out), "%s", o->serial_out ? o->serial_out : "");
-	ret = vm_create(&cfg, &m->vm);
-	if (ret)
-		goto fail;
-	ret = board_build(m->vm);
+	ret = machine_build_vm(m, &cfg);
 	if (ret)
 		goto fail;
 	/* everything is checked before memory is filled or state applied */

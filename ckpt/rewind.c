@@ -224,6 +224,14 @@ static int settle(struct rewind_vm *h)
 	return vcpu_complete_io(h->vcpu);
 }
 
+/* The last exit finished, and what the guest wrote since known. */
+static int settle_and_harvest(struct rewind_vm *h)
+{
+	int ret = settle(h);
+
+	return ret ? ret : dirty_harvest(h->dirty);
+}
+
 /*
  * What the vCPU looked like when it last held the root state: the next
  * reset compares against it.
@@ -272,10 +280,7 @@ int rewind_set_root(struct rewind_vm *h)
 	struct vm *vm = h->vm;
 	int ret;
 
-	ret = settle(h);
-	if (ret)
-		return ret;
-	ret = dirty_harvest(h->dirty);
+	ret = settle_and_harvest(h);
 	if (ret)
 		return ret;
 	if (!h->root_mem) {
@@ -321,10 +326,7 @@ int rewind_reset(struct rewind_vm *h)
 		return -ENOENT;
 	if (vm_stopped(vm))
 		vm_clear_stop(vm);
-	ret = settle(h);
-	if (ret)
-		return ret;
-	ret = dirty_harvest(h->dirty);
+	ret = settle_and_harvest(h);
 	if (ret)
 		return ret;
 	iter = ++h->resets;
