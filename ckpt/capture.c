@@ -104,16 +104,15 @@ static void copy_capture(struct machine *m, struct capture *c)
 
 /* -------------------------------------------------------------- staging */
 
+/* The staging buffers, allocated by the first capture that finds them missing. */
 static int stage_alloc(struct machine *m)
 {
-	struct vm *vm = m->vm;
-
-	if (m->stage_pages)
-		return 0;
-	m->stage_pages = malloc(dirty_npages(m->dirty) * sizeof(uint64_t));
-	if (!m->stage_pages)
-		return -ENOMEM;
-	return image_init(&m->stage_img, vm->ncpus);
+	if (!m->stage_pages) {
+		m->stage_pages = malloc(dirty_npages(m->dirty) * sizeof(uint64_t));
+		if (!m->stage_pages)
+			return -ENOMEM;
+	}
+	return m->stage_img.vcpus ? 0 : image_init(&m->stage_img, m->vm->ncpus);
 }
 
 void stage_free(struct machine *m)
