@@ -8,11 +8,13 @@
 #include "rewind.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/kvm.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "board.h"
 #include "dirty.h"
@@ -26,6 +28,25 @@
 #include "vm.h"
 
 #define PAYLOAD_MAX (16u << 20)
+/* Largest coverage map a guest may announce. */
+#define COVERAGE_MAX (16u << 20)
+
+/*
+ * The timeout's watchdog. A run increments seq on entry (odd: running) and
+ * on return (even), under lock: no system call. The thread wakes every
+ * tick (a quarter of the timeout, at least 1 ms), and when it sees the same
+ * odd seq for a whole timeout since it first saw it, it cancels the run.
+ */
+struct watchdog {
+	pthread_t thread;
+	bool started, stop;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t timeout_ns;
+	uint64_t seq;
+	pthread_t runner;         /* the thread inside the run */
+	bool fired;               /* it cancelled run seq */
+};
 
 struct rewind_vm {
 	struct vm *vm;
@@ -63,6 +84,10 @@ struct rewind_vm {
 
 	uint8_t *payload;
 	size_t payload_len;
+
+	struct watchdog wd;
+	uint8_t *cov_map;         /* announced by the guest, in guest RAM */
+	size_t cov_size;
 };
 
 const char *rewind_strerror(int err)
@@ -76,6 +101,7 @@ static void post(struct rewind_vm *h, struct vcpu *v, enum rewind_event_kind kin
 		 uint64_t code, uint64_t pc)
 {
 	memset(&h->ev, 0, sizeof(h->ev));
+	h->ev.vector = REWIND_NO_VECTOR;
 	h->ev.kind = kind;
 	h->ev.status = status;
 	h->ev.code = code;
@@ -102,10 +128,38 @@ static bool harness_call(struct rewind_vm *h, struct vcpu *v, unsigned nr, const
 		return true;
 	case RW_HC_CRASH_SOFT:
 		post(h, v, REWIND_EV_CRASH, 0, a[0], a[1]);
+		h->ev.vector = REWIND_NO_VECTOR;
 		snprintf(h->ev.message, sizeof(h->ev.message), "target reported crash code 0x%llx at 0x%llx",
 			 (unsigned long long)a[0], (unsigned long long)a[1]);
 		*ret = 0;
 		return true;
+	case RW_HC_CRASH:
+		/* a CPU exception the SDK kernel reports: a crash like any other */
+		post(h, v, REWIND_EV_CRASH, 0, a[0], a[1]);
+		h->ev.vector = (uint32_t)a[0];
+		h->ev.error_code = a[2];
+		h->ev.cr2 = a[3];
+		snprintf(h->ev.message, sizeof(h->ev.message),
+			 "guest crashed: exception vector %llu at RIP 0x%llx (error code 0x%llx, CR2 0x%llx)",
+			 (unsigned long long)a[0], (unsigned long long)a[1], (unsigned long long)a[2],
+			 (unsigned long long)a[3]);
+		*ret = 0;
+		return true;
+	case RW_HC_COVERAGE: {
+		uint8_t *map = a[1] && a[1] <= COVERAGE_MAX ? mem_gpa_to_hva(&h->vm->mem, a[0], a[1]) : NULL;
+
+		if (!map) {
+			rw_error("the guest announced a coverage map outside guest RAM or of a bad "
+				 "size: 0x%llx, %llu bytes", (unsigned long long)a[0],
+				 (unsigned long long)a[1]);
+			*ret = a[1] && a[1] <= COVERAGE_MAX ? -EFAULT : -EINVAL;
+			return true;
+		}
+		h->cov_map = map;
+		h->cov_size = a[1];
+		*ret = 0;
+		return true;
+	}
 	case RW_HC_GET_PAYLOAD: {
 		uint64_t n = MIN((uint64_t)h->payload_len, a[1]);
 		*ret = (n && mem_write(&h->vm->mem, a[0], h->payload, n)) ? -EFAULT : (int64_t)n;
@@ -126,6 +180,148 @@ static bool harness_hypercall(void *opaque, struct vcpu *v, unsigned nr, const u
 		return false;
 	h->hc_exits++;
 	return true;
+}
+
+/* -------------------------------------------------------------- timeout */
+
+static uint64_t wd_tick_ns(const struct watchdog *wd)
+{
+	return MAX(wd->timeout_ns / 4, (uint64_t)1000000);
+}
+
+static void *watchdog_thread(void *arg)
+{
+	struct rewind_vm *h = arg;
+	struct watchdog *wd = &h->wd;
+	uint64_t seen = 0, since = 0;
+
+	pthread_mutex_lock(&wd->lock);
+	while (!wd->stop) {
+		struct timespec at;
+		uint64_t t = rw_now_ns() + wd_tick_ns(wd);
+
+		at.tv_sec = (time_t)(t / 1000000000u);
+		at.tv_nsec = (long)(t % 1000000000u);
+		pthread_cond_timedwait(&wd->cond, &wd->lock, &at);
+		if (wd->stop)
+			break;
+		if (!wd->timeout_ns || !(wd->seq & 1) || wd->fired) {
+			seen = 0;
+			continue;
+		}
+		uint64_t now = rw_now_ns();
+		if (wd->seq != seen) {
+			seen = wd->seq;
+			since = now;
+		} else if (now - since >= wd->timeout_ns) {
+			wd->fired = true;
+			vcpu_cancel_here(h->vcpu, wd->runner);
+		}
+	}
+	pthread_mutex_unlock(&wd->lock);
+	return NULL;
+}
+
+/* The watchdog's thread, started by the first run that has a timeout. */
+static int watchdog_start(struct rewind_vm *h)
+{
+	struct watchdog *wd = &h->wd;
+	pthread_condattr_t ca;
+	sigset_t all, old;
+	int ret;
+
+	pthread_mutex_init(&wd->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&wd->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	ret = -pthread_create(&wd->thread, NULL, watchdog_thread, h);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret) {
+		pthread_cond_destroy(&wd->cond);
+		pthread_mutex_destroy(&wd->lock);
+		return ret;
+	}
+	wd->started = true;
+	return 0;
+}
+
+static void watchdog_stop(struct rewind_vm *h)
+{
+	struct watchdog *wd = &h->wd;
+
+	if (!wd->started)
+		return;
+	pthread_mutex_lock(&wd->lock);
+	wd->stop = true;
+	pthread_cond_broadcast(&wd->cond);
+	pthread_mutex_unlock(&wd->lock);
+	pthread_join(wd->thread, NULL);
+	pthread_cond_destroy(&wd->cond);
+	pthread_mutex_destroy(&wd->lock);
+	wd->started = false;
+}
+
+int rewind_set_timeout(struct rewind_vm *h, uint64_t timeout_us)
+{
+	struct watchdog *wd = &h->wd;
+
+	if (timeout_us > UINT64_MAX / 1000)
+		return -EINVAL;
+	if (!wd->started) {
+		wd->timeout_ns = timeout_us * 1000;
+		return 0;
+	}
+	pthread_mutex_lock(&wd->lock);
+	wd->timeout_ns = timeout_us * 1000;
+	pthread_cond_broadcast(&wd->cond);
+	pthread_mutex_unlock(&wd->lock);
+	return 0;
+}
+
+/* A run begins (or ends): the watchdog counts it; 0 or an error. */
+static int watch_begin(struct rewind_vm *h)
+{
+	static __thread bool prepared;
+	struct watchdog *wd = &h->wd;
+
+	if (!wd->timeout_ns && !wd->started)
+		return 0;
+	if (!wd->started) {
+		int ret = watchdog_start(h);
+		if (ret)
+			return ret;
+	}
+	if (!prepared) {
+		vcpu_here_prepare();
+		prepared = true;
+	}
+	pthread_mutex_lock(&wd->lock);
+	wd->seq++;
+	wd->runner = pthread_self();
+	wd->fired = false;
+	vcpu_cancel_clear(h->vcpu);
+	pthread_mutex_unlock(&wd->lock);
+	return 0;
+}
+
+/* The run is over; true if the watchdog cancelled it. */
+static bool watch_end(struct rewind_vm *h)
+{
+	struct watchdog *wd = &h->wd;
+	bool fired;
+
+	if (!wd->started)
+		return false;
+	pthread_mutex_lock(&wd->lock);
+	wd->seq++;
+	fired = wd->fired;
+	wd->fired = false;
+	vcpu_cancel_clear(h->vcpu);
+	pthread_mutex_unlock(&wd->lock);
+	return fired;
 }
 
 /* --------------------------------------------------------------- create */
@@ -156,6 +352,11 @@ int rewind_create(const struct rewind_config *rc, struct rewind_vm **out)
 	if (!h)
 		return -ENOMEM;
 	h->hot_set = !rc->no_hot_set && !rc->dirty_ring;
+	if (rc->timeout_us > UINT64_MAX / 1000) {
+		free(h);
+		return -EINVAL;
+	}
+	h->wd.timeout_ns = rc->timeout_us * 1000;
 	ret = vm_create(&cfg, &h->vm);
 	if (ret)
 		goto fail;
@@ -191,6 +392,7 @@ void rewind_destroy(struct rewind_vm *h)
 {
 	if (!h)
 		return;
+	watchdog_stop(h);
 	if (h->dirty)
 		dirty_stop(h->dirty);
 	vm_destroy(h->vm);
@@ -379,14 +581,26 @@ int rewind_run(struct rewind_vm *h, struct rewind_event *ev)
 	int ret;
 
 	memset(ev, 0, sizeof(*ev));
+	ev->vector = REWIND_NO_VECTOR;
 	if (vm_stopped(vm))
 		return RW_ESTOPPED;
 	ret = settle(h);
 	if (ret)
 		return ret;
 	h->have_event = false;
+	ret = watch_begin(h);
+	if (ret)
+		return ret;
 	ret = vcpu_run_here(h->vcpu);
+	bool timed_out = watch_end(h);
 	h->io_pending = true;
+	if (ret == -ECANCELED && timed_out) {
+		ev->kind = REWIND_EV_TIMEOUT;
+		ev->vector = REWIND_NO_VECTOR;
+		snprintf(ev->message, sizeof(ev->message), "the run took longer than %llu us",
+			 (unsigned long long)(h->wd.timeout_ns / 1000));
+		return 0;
+	}
 	if (ret == 0 && h->have_event) {
 		*ev = h->ev;
 		if (ev->kind == REWIND_EV_SNAPSHOT)
@@ -406,6 +620,9 @@ int rewind_run(struct rewind_vm *h, struct rewind_event *ev)
 		ev->kind = REWIND_EV_CRASH;
 		ev->code = st->vector;
 		ev->pc = st->rip;
+		ev->vector = (uint32_t)st->vector;
+		ev->error_code = st->error_code;
+		ev->cr2 = st->cr2;
 		break;
 	default:
 		ev->kind = REWIND_EV_FATAL;
@@ -440,6 +657,15 @@ int rewind_read(struct rewind_vm *h, uint64_t gpa, void *buf, size_t len)
 int rewind_write(struct rewind_vm *h, uint64_t gpa, const void *buf, size_t len)
 {
 	return mem_write(&h->vm->mem, gpa, buf, len);
+}
+
+int rewind_coverage(struct rewind_vm *h, uint8_t **map, size_t *size)
+{
+	if (!h->cov_map)
+		return -ENOENT;
+	*map = h->cov_map;
+	*size = h->cov_size;
+	return 0;
 }
 
 const void *rewind_memory(struct rewind_vm *h, size_t *len)

@@ -18,6 +18,8 @@
  *     ... run the target ...
  *     rw_done(status)      ------->  REWIND_EV_DONE       then rewind_reset()
  *     rw_report_crash(c)   ------->  REWIND_EV_CRASH      then rewind_reset()
+ *     a CPU exception      ------->  REWIND_EV_CRASH      then rewind_reset()
+ *     (too long)                     REWIND_EV_TIMEOUT    then rewind_reset()
  *
  * After a reset the guest continues from rw_snapshot(), which then returns 1.
  *
@@ -28,6 +30,21 @@
  * hot set: always copied back, never protected again. Everything else stays
  * tracked. The hot set is relearned every REWIND_HOT_RELEARN resets so that
  * pages the target stopped writing do not stay in it.
+ *
+ * Timeouts. With a timeout set, a run that lasts longer comes back as
+ * REWIND_EV_TIMEOUT, whatever the guest does (it may spin in user or kernel
+ * code, or halt with interrupts off); a reset then makes the VM as good as
+ * new. A watchdog thread per VM notices a run that lasts; a run costs it no
+ * system call, so an input that does not time out pays nothing for it. A
+ * run ends at most a quarter of the timeout (and at least 1 ms) after its
+ * timeout. The kick uses signal SIGRTMIN: the thread that calls rewind_run()
+ * gets its handler installed and unblocked, and must not block it again.
+ *
+ * Coverage. A guest built with the SDK's coverage runtime announces its
+ * edge map (RW_HC_COVERAGE) before the root is taken; rewind_coverage()
+ * returns it. The map is zero at the root, so the reset clears it with the
+ * pages the run wrote: a harness reads it after rewind_run(), before
+ * rewind_reset().
  *
  * Threads: a struct rewind_vm is used by one thread at a time; the guest's
  * vCPU runs on the thread that calls rewind_run(). One vCPU.
@@ -59,6 +76,8 @@ struct rewind_config {
 	int no_hot_set;          /* 1: track every page every iteration */
 	int dirty_ring;          /* 1: KVM dirty ring instead of the bitmap
 				    (no hot set then) */
+	uint64_t timeout_us;     /* longest run before REWIND_EV_TIMEOUT; 0 = none
+				    (rewind_set_timeout changes it) */
 };
 
 enum rewind_event_kind {
@@ -67,14 +86,22 @@ enum rewind_event_kind {
 	REWIND_EV_CRASH,        /* rw_report_crash(code), or a CPU exception */
 	REWIND_EV_EXIT,         /* the guest exited (status = exit code) */
 	REWIND_EV_FATAL,        /* the VM died (triple fault, emulation failure) */
+	REWIND_EV_TIMEOUT,      /* the run lasted longer than the timeout */
 };
+
+/* rewind_event.vector of a crash the guest reported itself. */
+#define REWIND_NO_VECTOR 0xffffffffu
 
 struct rewind_event {
 	enum rewind_event_kind kind;
 	int64_t status;          /* DONE: the guest's status; EXIT: exit code */
 	uint64_t code;           /* CRASH: the guest's code, or the vector */
-	uint64_t pc;             /* CRASH: where */
-	char message[512];       /* FATAL/CRASH: what happened */
+	uint64_t pc;             /* CRASH: where (RIP of an exception) */
+	char message[512];       /* FATAL/CRASH/TIMEOUT: what happened */
+	/* CRASH from a CPU exception; vector is REWIND_NO_VECTOR otherwise */
+	uint32_t vector;
+	uint64_t error_code;
+	uint64_t cr2;            /* the faulting address of a page fault */
 };
 
 struct rewind_stats {
@@ -110,6 +137,16 @@ int rewind_run(struct rewind_vm *vm, struct rewind_event *ev);
 int rewind_set_root(struct rewind_vm *vm);
 /* Back to the root: memory, vCPU, platform and devices. -ENOENT: no root. */
 int rewind_reset(struct rewind_vm *vm);
+
+/* Change the timeout (0 = none) for the runs that follow. */
+int rewind_set_timeout(struct rewind_vm *vm, uint64_t timeout_us);
+
+/*
+ * The coverage map the guest announced: *map points into guest RAM (valid
+ * while the VM lives) and *size is its length. -ENOENT if the guest
+ * announced none.
+ */
+int rewind_coverage(struct rewind_vm *vm, uint8_t **map, size_t *size);
 
 /* The bytes the next rw_payload() gets (copied; at most 16 MiB). */
 int rewind_set_payload(struct rewind_vm *vm, const void *data, size_t len);

@@ -475,8 +475,12 @@ int vcpu_run_here(struct vcpu *v)
 			return RW_ESTOPPED;
 		if (kvm_run_once(v) < 0) {
 			v->exits++;
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
+			if (errno == EINTR || errno == EAGAIN) {
+				if (!__atomic_load_n(&v->cancel, __ATOMIC_ACQUIRE))
+					continue;
+				v->run->immediate_exit = 0;
+				return -ECANCELED;
+			}
 			int err = -errno;
 			vcpu_error(v, err, "KVM_RUN");
 			return err;
@@ -489,6 +493,30 @@ int vcpu_run_here(struct vcpu *v)
 			return 0;
 		}
 	}
+}
+
+void vcpu_here_prepare(void)
+{
+	sigset_t set;
+
+	pthread_once(&kick_once, install_kick_handler);
+	sigemptyset(&set);
+	sigaddset(&set, VCPU_KICK_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+void vcpu_cancel_here(struct vcpu *v, pthread_t thread)
+{
+	__atomic_store_n(&v->cancel, true, __ATOMIC_RELEASE);
+	/* not yet in KVM_RUN: it returns EINTR on entry */
+	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
+	pthread_kill(thread, VCPU_KICK_SIGNAL);
+}
+
+void vcpu_cancel_clear(struct vcpu *v)
+{
+	__atomic_store_n(&v->cancel, false, __ATOMIC_RELAXED);
+	v->run->immediate_exit = 0;
 }
 
 int vcpu_complete_io(struct vcpu *v)

@@ -45,6 +45,7 @@ struct vcpu {
 	vcpu_deferred_fn deferred;
 	void *deferred_opaque;
 	bool yield;             /* an exit handler asks vcpu_run_here() to return */
+	bool cancel;            /* vcpu_cancel_here(): vcpu_run_here() returns */
 	int stats_fd;           /* KVM_GET_STATS_FD, opened on first use; -1 if none */
 	uint32_t stat_lo, stat_span; /* the bytes of the stats fd that hold them */
 	uint32_t stat_off[VCPU_EXIT_STATS]; /* each counter's offset in that span */
@@ -91,6 +92,26 @@ static inline bool vcpu_exits_all_seen(const struct vcpu_exit_counts *a,
  * or -errno from KVM_RUN. For harnesses that want no thread hand-offs.
  */
 int vcpu_run_here(struct vcpu *vcpu) RW_MUST_CHECK;
+
+/*
+ * Make the calling thread ready for vcpu_run_here() to be cancelled: the
+ * kick signal's handler is installed and the signal unblocked on it. Once
+ * per thread is enough.
+ */
+void vcpu_here_prepare(void);
+
+/*
+ * From another thread: make the vcpu_run_here() that thread runs return
+ * -ECANCELED, whatever the guest does (spins at any privilege level, or
+ * halts with interrupts off). The vCPU leaves KVM_RUN at once (the kick
+ * signal, and immediate_exit if it is about to enter), with every exit
+ * completed, so its state can be saved or replaced. The caller must know
+ * that thread is inside vcpu_run_here() for this vCPU (the flag stays set
+ * otherwise, and the next run returns at once): clear it with
+ * vcpu_cancel_clear() before a run.
+ */
+void vcpu_cancel_here(struct vcpu *vcpu, pthread_t thread);
+void vcpu_cancel_clear(struct vcpu *vcpu);
 
 /*
  * Finish the exit the vCPU last returned with (a pending MMIO load or port

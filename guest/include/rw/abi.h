@@ -195,6 +195,9 @@
 			       it and reset (kAFL PANIC) */
 #define RW_HC_LOG 9         /* (buf_gpa, len) -> 0: host-side log line, for
 			       diagnostics that must not touch guest state */
+#define RW_HC_COVERAGE 10   /* (map_gpa, map_size) -> 0: the guest's coverage
+			       map; -EINVAL/-EFAULT for a bad range, -ENOSYS
+			       when no harness reads coverage */
 #define RW_HC_NR 16
 
 #ifndef RW_ABI_ASM
