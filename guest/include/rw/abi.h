@@ -224,6 +224,8 @@ static inline uint8_t rw_host_pattern(uint64_t seed, uint64_t i)
 #define RW_SYS_APIC_ID 4       /* () -> this vCPU's LAPIC id */
 #define RW_SYS_HALT 5          /* () -> never: park this vCPU */
 #define RW_SYS_TICKS 6         /* () -> timer interrupts seen by this vCPU */
+#define RW_SYS_SPIN 7          /* () -> never: spin in the kernel with
+				  interrupts off (tests a host's watchdog) */
 
 /* ---- boot info, at RW_GPA_BOOT_INFO ---- */
 #define RW_BOOT_MAGIC RW_U32(0x49425752) /* "RWBI" */
