@@ -6,6 +6,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "err.h"
 
@@ -85,3 +86,60 @@ int skip_tags(struct rec_reader *r)
 	return rec_expect_end(r);
 }
 
+/* ------------------------------------------------------------ field tables */
+
+void put_fields(struct rec_writer *w, const void *base, const struct field *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *p = (const uint8_t *)base + f[i].off;
+		uint16_t v16;
+		uint32_t v32;
+		uint64_t v64;
+
+		switch (f[i].size) {
+		case 1:
+			rec_put_u8(w, *p);
+			break;
+		case 2:
+			memcpy(&v16, p, sizeof(v16));
+			rec_put_u16(w, v16);
+			break;
+		case 4:
+			memcpy(&v32, p, sizeof(v32));
+			rec_put_u32(w, v32);
+			break;
+		case 8:
+			memcpy(&v64, p, sizeof(v64));
+			rec_put_u64(w, v64);
+			break;
+		}
+	}
+}
+
+void get_fields(struct rec_reader *r, void *base, const struct field *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *p = (uint8_t *)base + f[i].off;
+		uint16_t v16;
+		uint32_t v32;
+		uint64_t v64;
+
+		switch (f[i].size) {
+		case 1:
+			rec_get_u8(r, p);
+			break;
+		case 2:
+			rec_get_u16(r, &v16);
+			memcpy(p, &v16, sizeof(v16));
+			break;
+		case 4:
+			rec_get_u32(r, &v32);
+			memcpy(p, &v32, sizeof(v32));
+			break;
+		case 8:
+			rec_get_u64(r, &v64);
+			memcpy(p, &v64, sizeof(v64));
+			break;
+		}
+	}
+}

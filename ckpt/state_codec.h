@@ -2,7 +2,8 @@
  * state_codec.h - what the record codecs of state.h share, and nothing else
  * includes: the refusal message ("<key>: <field>: <reason>"), opening a
  * record with a message that names the failed header check, skipping
- * unknown tagged fields, and reading scalars.
+ * unknown tagged fields, reading scalars, and field tables that write and
+ * read a KVM struct member by member.
  *
  * Each decoder works in two steps: parse the record into the in-memory
  * struct, checking only the encoding (presence, bounds, string rules), then
@@ -17,6 +18,7 @@
 #include <stdint.h>
 
 #include "record.h"
+#include "util.h"
 
 /* ---------------------------------------------------------------- refusals */
 
@@ -64,14 +66,6 @@ static inline uint8_t g8(struct rec_reader *r)
 	return v;
 }
 
-static inline uint16_t g16(struct rec_reader *r)
-{
-	uint16_t v;
-
-	rec_get_u16(r, &v);
-	return v;
-}
-
 static inline uint32_t g32(struct rec_reader *r)
 {
 	uint32_t v;
@@ -87,5 +81,27 @@ static inline uint64_t g64(struct rec_reader *r)
 	rec_get_u64(r, &v);
 	return v;
 }
+
+/* ------------------------------------------------------------ field tables */
+
+/*
+ * One integer member of a struct, recorded at the member's own width (1, 2,
+ * 4 or 8 bytes; a signed member as its two's complement). A table of them
+ * lists the members of a struct in record order, so that the encoder and
+ * the decoder of that struct share one list.
+ */
+struct field {
+	size_t off;
+	size_t size;
+};
+
+#define FIELD(type, member) { offsetof(type, member), sizeof(((type *)0)->member) }
+
+void put_fields(struct rec_writer *w, const void *base, const struct field *f, size_t n);
+/* Reads every field; once the reader has failed, the rest come out 0. */
+void get_fields(struct rec_reader *r, void *base, const struct field *f, size_t n);
+
+#define PUT_FIELDS(w, base, table) put_fields(w, base, table, ARRAY_SIZE(table))
+#define GET_FIELDS(r, base, table) get_fields(r, base, table, ARRAY_SIZE(table))
 
 #endif

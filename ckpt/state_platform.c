@@ -17,79 +17,36 @@
 #define PIT_FLAGS_KNOWN (KVM_PIT_FLAGS_HPET_LEGACY | KVM_PIT_FLAGS_SPEAKER_DATA_ON)
 #define CLOCK_FLAGS_KNOWN (KVM_CLOCK_TSC_STABLE | KVM_CLOCK_REALTIME | KVM_CLOCK_HOST_TSC)
 
-static void put_pic(struct rec_writer *w, const struct kvm_pic_state *p)
-{
-	rec_put_u8(w, p->last_irr);
-	rec_put_u8(w, p->irr);
-	rec_put_u8(w, p->imr);
-	rec_put_u8(w, p->isr);
-	rec_put_u8(w, p->priority_add);
-	rec_put_u8(w, p->irq_base);
-	rec_put_u8(w, p->read_reg_select);
-	rec_put_u8(w, p->poll);
-	rec_put_u8(w, p->special_mask);
-	rec_put_u8(w, p->init_state);
-	rec_put_u8(w, p->auto_eoi);
-	rec_put_u8(w, p->rotate_on_auto_eoi);
-	rec_put_u8(w, p->special_fully_nested_mode);
-	rec_put_u8(w, p->init4);
-	rec_put_u8(w, p->elcr);
-	rec_put_u8(w, p->elcr_mask);
-}
+/* The record's order of each struct's members (state.h). */
+#define PIC(m) FIELD(struct kvm_pic_state, m)
+static const struct field pic_fields[] = {
+	PIC(last_irr), PIC(irr), PIC(imr), PIC(isr), PIC(priority_add), PIC(irq_base),
+	PIC(read_reg_select), PIC(poll), PIC(special_mask), PIC(init_state), PIC(auto_eoi),
+	PIC(rotate_on_auto_eoi), PIC(special_fully_nested_mode), PIC(init4), PIC(elcr),
+	PIC(elcr_mask),
+};
+#undef PIC
 
-static void get_pic(struct rec_reader *r, struct kvm_pic_state *p)
-{
-	p->last_irr = g8(r);
-	p->irr = g8(r);
-	p->imr = g8(r);
-	p->isr = g8(r);
-	p->priority_add = g8(r);
-	p->irq_base = g8(r);
-	p->read_reg_select = g8(r);
-	p->poll = g8(r);
-	p->special_mask = g8(r);
-	p->init_state = g8(r);
-	p->auto_eoi = g8(r);
-	p->rotate_on_auto_eoi = g8(r);
-	p->special_fully_nested_mode = g8(r);
-	p->init4 = g8(r);
-	p->elcr = g8(r);
-	p->elcr_mask = g8(r);
-}
+/* Before the redirection table. */
+#define IOAPIC(m) FIELD(struct kvm_ioapic_state, m)
+static const struct field ioapic_fields[] = {
+	IOAPIC(base_address), IOAPIC(ioregsel), IOAPIC(id), IOAPIC(irr),
+};
+#undef IOAPIC
 
-static void put_pit_channel(struct rec_writer *w, const struct kvm_pit_channel_state *c)
-{
-	rec_put_u32(w, c->count);
-	rec_put_u16(w, c->latched_count);
-	rec_put_u8(w, c->count_latched);
-	rec_put_u8(w, c->status_latched);
-	rec_put_u8(w, c->status);
-	rec_put_u8(w, c->read_state);
-	rec_put_u8(w, c->write_state);
-	rec_put_u8(w, c->write_latch);
-	rec_put_u8(w, c->rw_mode);
-	rec_put_u8(w, c->mode);
-	rec_put_u8(w, c->bcd);
-	rec_put_u8(w, c->gate);
-	rec_put_u64(w, (uint64_t)c->count_load_time);
-}
+#define PIT(m) FIELD(struct kvm_pit_channel_state, m)
+static const struct field pit_channel_fields[] = {
+	PIT(count), PIT(latched_count), PIT(count_latched), PIT(status_latched), PIT(status),
+	PIT(read_state), PIT(write_state), PIT(write_latch), PIT(rw_mode), PIT(mode), PIT(bcd),
+	PIT(gate), PIT(count_load_time),
+};
+#undef PIT
 
-static void get_pit_channel(struct rec_reader *r, struct kvm_pit_channel_state *c)
-{
-	c->count = g32(r);
-	c->latched_count = g16(r);
-	c->count_latched = g8(r);
-	c->status_latched = g8(r);
-	c->status = g8(r);
-	c->read_state = g8(r);
-	c->write_state = g8(r);
-	c->write_latch = g8(r);
-	c->rw_mode = g8(r);
-	c->mode = g8(r);
-	c->bcd = g8(r);
-	c->gate = g8(r);
-	c->count_load_time = (__s64)g64(r);
-}
+#define CLOCK(m) FIELD(struct kvm_clock_data, m)
+static const struct field clock_fields[] = {
+	CLOCK(clock), CLOCK(flags), CLOCK(realtime), CLOCK(host_tsc),
+};
+#undef CLOCK
 
 int state_platform_encode(const struct vm *vm, const struct platform_state *st, uint8_t **buf,
 			  size_t *len)
@@ -101,21 +58,15 @@ int state_platform_encode(const struct vm *vm, const struct platform_state *st, 
 	*buf = NULL;
 	*len = 0;
 	rec_writer_init(&w, STATE_KIND_PLATFORM, STATE_PLATFORM_VERSION);
-	put_pic(&w, &st->pic_master.chip.pic);
-	put_pic(&w, &st->pic_slave.chip.pic);
-	rec_put_u64(&w, io->base_address);
-	rec_put_u32(&w, io->ioregsel);
-	rec_put_u32(&w, io->id);
-	rec_put_u32(&w, io->irr);
+	PUT_FIELDS(&w, &st->pic_master.chip.pic, pic_fields);
+	PUT_FIELDS(&w, &st->pic_slave.chip.pic, pic_fields);
+	PUT_FIELDS(&w, io, ioapic_fields);
 	for (unsigned i = 0; i < KVM_IOAPIC_NUM_PINS; i++)
 		rec_put_u64(&w, io->redirtbl[i].bits);
 	for (unsigned i = 0; i < 3; i++)
-		put_pit_channel(&w, &st->pit.channels[i]);
+		PUT_FIELDS(&w, &st->pit.channels[i], pit_channel_fields);
 	rec_put_u32(&w, st->pit.flags);
-	rec_put_u64(&w, st->clock.clock);
-	rec_put_u32(&w, st->clock.flags);
-	rec_put_u64(&w, st->clock.realtime);
-	rec_put_u64(&w, st->clock.host_tsc);
+	PUT_FIELDS(&w, &st->clock, clock_fields);
 	ret = rec_take(&w, buf, len);
 	rec_writer_free(&w);
 	return ret;
@@ -213,25 +164,19 @@ int state_platform_decode(const struct vm *vm, const void *buf, size_t len,
 	out->pic_master.chip_id = KVM_IRQCHIP_PIC_MASTER;
 	out->pic_slave.chip_id = KVM_IRQCHIP_PIC_SLAVE;
 	out->ioapic.chip_id = KVM_IRQCHIP_IOAPIC;
-	get_pic(&r, &out->pic_master.chip.pic);
+	GET_FIELDS(&r, &out->pic_master.chip.pic, pic_fields);
 	PART(&r, part, "pic_slave");
-	get_pic(&r, &out->pic_slave.chip.pic);
+	GET_FIELDS(&r, &out->pic_slave.chip.pic, pic_fields);
 	PART(&r, part, "ioapic");
-	io->base_address = g64(&r);
-	io->ioregsel = g32(&r);
-	io->id = g32(&r);
-	io->irr = g32(&r);
+	GET_FIELDS(&r, io, ioapic_fields);
 	for (unsigned i = 0; i < KVM_IOAPIC_NUM_PINS; i++)
 		io->redirtbl[i].bits = g64(&r);
 	PART(&r, part, "pit");
 	for (unsigned i = 0; i < 3; i++)
-		get_pit_channel(&r, &out->pit.channels[i]);
+		GET_FIELDS(&r, &out->pit.channels[i], pit_channel_fields);
 	out->pit.flags = g32(&r);
 	PART(&r, part, "clock");
-	out->clock.clock = g64(&r);
-	out->clock.flags = g32(&r);
-	out->clock.realtime = g64(&r);
-	out->clock.host_tsc = g64(&r);
+	GET_FIELDS(&r, &out->clock, clock_fields);
 	PART(&r, part, "tagged fields");
 	if (skip_tags(&r) || rec_error(&r))
 		ret = refuse_reader(&w, &r, part);
@@ -241,7 +186,6 @@ int state_platform_decode(const struct vm *vm, const void *buf, size_t len,
 		memset(out, 0, sizeof(*out));
 	return ret;
 }
-
 
 int state_platform_check(const struct vm *vm, const struct platform_state *st, char *why,
 			 size_t whylen)

@@ -85,82 +85,61 @@ static const char *const seg_names[NR_SEGMENTS] = { "cs", "ds", "es", "fs",
 						    "gs", "ss", "tr", "ldt" };
 #define SEGMENTS(s) { &(s)->cs, &(s)->ds, &(s)->es, &(s)->fs, &(s)->gs, &(s)->ss, &(s)->tr, &(s)->ldt }
 
-static void put_segment(struct rec_writer *w, const struct kvm_segment *s)
-{
-	rec_put_u64(w, s->base);
-	rec_put_u32(w, s->limit);
-	rec_put_u16(w, s->selector);
-	rec_put_u8(w, s->type);
-	rec_put_u8(w, s->present);
-	rec_put_u8(w, s->dpl);
-	rec_put_u8(w, s->db);
-	rec_put_u8(w, s->s);
-	rec_put_u8(w, s->l);
-	rec_put_u8(w, s->g);
-	rec_put_u8(w, s->avl);
-	rec_put_u8(w, s->unusable);
-}
+/* The record's order of each struct's members (state.h). */
+#define SEG(m) FIELD(struct kvm_segment, m)
+static const struct field segment_fields[] = {
+	SEG(base), SEG(limit), SEG(selector), SEG(type), SEG(present), SEG(dpl),
+	SEG(db), SEG(s), SEG(l), SEG(g), SEG(avl), SEG(unusable),
+};
+#undef SEG
 
-static void get_segment(struct rec_reader *r, struct kvm_segment *s)
-{
-	s->base = g64(r);
-	s->limit = g32(r);
-	s->selector = g16(r);
-	s->type = g8(r);
-	s->present = g8(r);
-	s->dpl = g8(r);
-	s->db = g8(r);
-	s->s = g8(r);
-	s->l = g8(r);
-	s->g = g8(r);
-	s->avl = g8(r);
-	s->unusable = g8(r);
-}
+#define REG(m) FIELD(struct kvm_regs, m)
+static const struct field regs_fields[] = {
+	REG(rax), REG(rbx), REG(rcx), REG(rdx), REG(rsi), REG(rdi), REG(rsp), REG(rbp),
+	REG(r8), REG(r9), REG(r10), REG(r11), REG(r12), REG(r13), REG(r14), REG(r15),
+	REG(rip), REG(rflags),
+};
+#undef REG
+
+/* What follows the segments. */
+#define SREG(m) FIELD(struct kvm_sregs2, m)
+static const struct field sregs_fields[] = {
+	SREG(gdt.base), SREG(gdt.limit), SREG(idt.base), SREG(idt.limit),
+	SREG(cr0), SREG(cr2), SREG(cr3), SREG(cr4), SREG(cr8), SREG(efer), SREG(apic_base),
+	SREG(flags), SREG(pdptrs[0]), SREG(pdptrs[1]), SREG(pdptrs[2]), SREG(pdptrs[3]),
+};
+#undef SREG
+
+#define DREG(m) FIELD(struct kvm_debugregs, m)
+static const struct field dregs_fields[] = {
+	DREG(db[0]), DREG(db[1]), DREG(db[2]), DREG(db[3]), DREG(dr6), DREG(dr7), DREG(flags),
+};
+#undef DREG
+
+#define EV(m) FIELD(struct kvm_vcpu_events, m)
+static const struct field events_fields[] = {
+	EV(exception.injected), EV(exception.nr), EV(exception.has_error_code),
+	EV(exception.pending), EV(exception.error_code),
+	EV(exception_has_payload), EV(exception_payload),
+	EV(interrupt.injected), EV(interrupt.nr), EV(interrupt.soft), EV(interrupt.shadow),
+	EV(nmi.injected), EV(nmi.pending), EV(nmi.masked),
+	EV(sipi_vector), EV(flags),
+	EV(smi.smm), EV(smi.pending), EV(smi.smm_inside_nmi), EV(smi.latched_init),
+	EV(triple_fault.pending),
+};
+#undef EV
 
 static void put_vcpu(struct rec_writer *w, const struct vcpu_state *st)
 {
-	const struct kvm_regs *g = &st->regs;
 	const struct kvm_sregs2 *s = &st->sregs;
 	const struct kvm_segment *segs[NR_SEGMENTS] = SEGMENTS(s);
-	const struct kvm_vcpu_events *e = &st->events;
 
 	rec_put_u32(w, st->mp.mp_state);
-
-	rec_put_u64(w, g->rax);
-	rec_put_u64(w, g->rbx);
-	rec_put_u64(w, g->rcx);
-	rec_put_u64(w, g->rdx);
-	rec_put_u64(w, g->rsi);
-	rec_put_u64(w, g->rdi);
-	rec_put_u64(w, g->rsp);
-	rec_put_u64(w, g->rbp);
-	rec_put_u64(w, g->r8);
-	rec_put_u64(w, g->r9);
-	rec_put_u64(w, g->r10);
-	rec_put_u64(w, g->r11);
-	rec_put_u64(w, g->r12);
-	rec_put_u64(w, g->r13);
-	rec_put_u64(w, g->r14);
-	rec_put_u64(w, g->r15);
-	rec_put_u64(w, g->rip);
-	rec_put_u64(w, g->rflags);
+	PUT_FIELDS(w, &st->regs, regs_fields);
 
 	for (unsigned i = 0; i < NR_SEGMENTS; i++)
-		put_segment(w, segs[i]);
-	rec_put_u64(w, s->gdt.base);
-	rec_put_u16(w, s->gdt.limit);
-	rec_put_u64(w, s->idt.base);
-	rec_put_u16(w, s->idt.limit);
-	rec_put_u64(w, s->cr0);
-	rec_put_u64(w, s->cr2);
-	rec_put_u64(w, s->cr3);
-	rec_put_u64(w, s->cr4);
-	rec_put_u64(w, s->cr8);
-	rec_put_u64(w, s->efer);
-	rec_put_u64(w, s->apic_base);
-	rec_put_u64(w, s->flags);
-	for (unsigned i = 0; i < 4; i++)
-		rec_put_u64(w, s->pdptrs[i]);
+		PUT_FIELDS(w, segs[i], segment_fields);
+	PUT_FIELDS(w, s, sregs_fields);
 
 	rec_put_u32(w, st->xcrs.flags);
 	rec_put_u32(w, st->xcrs.nr_xcrs);
@@ -169,35 +148,9 @@ static void put_vcpu(struct rec_writer *w, const struct vcpu_state *st)
 		rec_put_u64(w, st->xcrs.xcrs[i].value);
 	}
 
-	for (unsigned i = 0; i < 4; i++)
-		rec_put_u64(w, st->dregs.db[i]);
-	rec_put_u64(w, st->dregs.dr6);
-	rec_put_u64(w, st->dregs.dr7);
-	rec_put_u64(w, st->dregs.flags);
-
+	PUT_FIELDS(w, &st->dregs, dregs_fields);
 	rec_put_bytes(w, st->lapic.regs, KVM_APIC_REG_SIZE);
-
-	rec_put_u8(w, e->exception.injected);
-	rec_put_u8(w, e->exception.nr);
-	rec_put_u8(w, e->exception.has_error_code);
-	rec_put_u8(w, e->exception.pending);
-	rec_put_u32(w, e->exception.error_code);
-	rec_put_u8(w, e->exception_has_payload);
-	rec_put_u64(w, e->exception_payload);
-	rec_put_u8(w, e->interrupt.injected);
-	rec_put_u8(w, e->interrupt.nr);
-	rec_put_u8(w, e->interrupt.soft);
-	rec_put_u8(w, e->interrupt.shadow);
-	rec_put_u8(w, e->nmi.injected);
-	rec_put_u8(w, e->nmi.pending);
-	rec_put_u8(w, e->nmi.masked);
-	rec_put_u32(w, e->sipi_vector);
-	rec_put_u32(w, e->flags);
-	rec_put_u8(w, e->smi.smm);
-	rec_put_u8(w, e->smi.pending);
-	rec_put_u8(w, e->smi.smm_inside_nmi);
-	rec_put_u8(w, e->smi.latched_init);
-	rec_put_u8(w, e->triple_fault.pending);
+	PUT_FIELDS(w, &st->events, events_fields);
 
 	rec_put_u32(w, st->nr_msrs);
 	for (uint32_t i = 0; i < st->nr_msrs; i++) {
@@ -216,10 +169,8 @@ static void put_vcpu(struct rec_writer *w, const struct vcpu_state *st)
 static int parse_vcpu(const struct vm *vm, struct rec_reader *r, struct vcpu_state *st,
 		      struct why *w)
 {
-	struct kvm_regs *g = &st->regs;
 	struct kvm_sregs2 *s = &st->sregs;
 	struct kvm_segment *segs[NR_SEGMENTS] = SEGMENTS(s);
-	struct kvm_vcpu_events *e = &st->events;
 	const char *part = "mp_state";
 	uint32_t n;
 	int ret;
@@ -227,44 +178,14 @@ static int parse_vcpu(const struct vm *vm, struct rec_reader *r, struct vcpu_sta
 	st->mp.mp_state = g32(r);
 
 	PART(r, part, "regs");
-	g->rax = g64(r);
-	g->rbx = g64(r);
-	g->rcx = g64(r);
-	g->rdx = g64(r);
-	g->rsi = g64(r);
-	g->rdi = g64(r);
-	g->rsp = g64(r);
-	g->rbp = g64(r);
-	g->r8 = g64(r);
-	g->r9 = g64(r);
-	g->r10 = g64(r);
-	g->r11 = g64(r);
-	g->r12 = g64(r);
-	g->r13 = g64(r);
-	g->r14 = g64(r);
-	g->r15 = g64(r);
-	g->rip = g64(r);
-	g->rflags = g64(r);
+	GET_FIELDS(r, &st->regs, regs_fields);
 
 	for (unsigned i = 0; i < NR_SEGMENTS; i++) {
 		PART(r, part, "sregs.segments");
-		get_segment(r, segs[i]);
+		GET_FIELDS(r, segs[i], segment_fields);
 	}
 	PART(r, part, "sregs");
-	s->gdt.base = g64(r);
-	s->gdt.limit = g16(r);
-	s->idt.base = g64(r);
-	s->idt.limit = g16(r);
-	s->cr0 = g64(r);
-	s->cr2 = g64(r);
-	s->cr3 = g64(r);
-	s->cr4 = g64(r);
-	s->cr8 = g64(r);
-	s->efer = g64(r);
-	s->apic_base = g64(r);
-	s->flags = g64(r);
-	for (unsigned i = 0; i < 4; i++)
-		s->pdptrs[i] = g64(r);
+	GET_FIELDS(r, s, sregs_fields);
 
 	PART(r, part, "xcrs");
 	st->xcrs.flags = g32(r);
@@ -280,37 +201,13 @@ static int parse_vcpu(const struct vm *vm, struct rec_reader *r, struct vcpu_sta
 	}
 
 	PART(r, part, "debugregs");
-	for (unsigned i = 0; i < 4; i++)
-		st->dregs.db[i] = g64(r);
-	st->dregs.dr6 = g64(r);
-	st->dregs.dr7 = g64(r);
-	st->dregs.flags = g64(r);
+	GET_FIELDS(r, &st->dregs, dregs_fields);
 
 	PART(r, part, "lapic");
 	rec_get_bytes(r, st->lapic.regs, KVM_APIC_REG_SIZE);
 
 	PART(r, part, "events");
-	e->exception.injected = g8(r);
-	e->exception.nr = g8(r);
-	e->exception.has_error_code = g8(r);
-	e->exception.pending = g8(r);
-	e->exception.error_code = g32(r);
-	e->exception_has_payload = g8(r);
-	e->exception_payload = g64(r);
-	e->interrupt.injected = g8(r);
-	e->interrupt.nr = g8(r);
-	e->interrupt.soft = g8(r);
-	e->interrupt.shadow = g8(r);
-	e->nmi.injected = g8(r);
-	e->nmi.pending = g8(r);
-	e->nmi.masked = g8(r);
-	e->sipi_vector = g32(r);
-	e->flags = g32(r);
-	e->smi.smm = g8(r);
-	e->smi.pending = g8(r);
-	e->smi.smm_inside_nmi = g8(r);
-	e->smi.latched_init = g8(r);
-	e->triple_fault.pending = g8(r);
+	GET_FIELDS(r, &st->events, events_fields);
 
 	PART(r, part, "msrs");
 	n = g32(r);
