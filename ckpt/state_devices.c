@@ -80,8 +80,12 @@ static int open_device_record(struct device *dev, state_lookup_fn lookup, void *
 	return open_record(r, data, len, t->name, t->min_version, t->state_version, w);
 }
 
-int state_devices_validate(struct vm *vm, state_lookup_fn lookup, void *arg, char *why,
-			   size_t whylen)
+/*
+ * Open the record of every device that saves state and hand it to its
+ * type's load op, or (load false) to its validate op if it has one.
+ */
+static int walk_records(struct vm *vm, state_lookup_fn lookup, void *arg, bool load, char *why,
+			size_t whylen)
 {
 	for (struct device *dev = vm->devices; dev; dev = dev->next) {
 		char key[STATE_KEY_MAX];
@@ -96,40 +100,28 @@ int state_devices_validate(struct vm *vm, state_lookup_fn lookup, void *arg, cha
 		ret = open_device_record(dev, lookup, arg, &r, &w);
 		if (ret)
 			return ret;
-		if (dev->type->ops->validate) {
+		if (load)
+			ret = dev->type->ops->load(dev, &r, rec_version(&r));
+		else if (dev->type->ops->validate)
 			ret = dev->type->ops->validate(dev, &r, rec_version(&r));
-			if (ret)
-				return refuse_device(&w, &r, ret, "validate");
-		}
+		if (ret)
+			return refuse_device(&w, &r, ret, load ? "load" : "validate");
 	}
 	if (why && whylen)
 		why[0] = '\0';
 	return 0;
 }
 
+int state_devices_validate(struct vm *vm, state_lookup_fn lookup, void *arg, char *why,
+			   size_t whylen)
+{
+	return walk_records(vm, lookup, arg, false, why, whylen);
+}
+
 int state_devices_load(struct vm *vm, state_lookup_fn lookup, void *arg, char *why,
 		       size_t whylen)
 {
-	for (struct device *dev = vm->devices; dev; dev = dev->next) {
-		char key[STATE_KEY_MAX];
-		struct rec_reader r;
-		struct why w;
-		int ret;
-
-		if (!saves_state(dev))
-			continue;
-		device_record_key(dev, key, sizeof(key));
-		why_init(&w, why, whylen, key);
-		ret = open_device_record(dev, lookup, arg, &r, &w);
-		if (ret)
-			return ret;
-		ret = dev->type->ops->load(dev, &r, rec_version(&r));
-		if (ret)
-			return refuse_device(&w, &r, ret, "load");
-	}
-	if (why && whylen)
-		why[0] = '\0';
-	return 0;
+	return walk_records(vm, lookup, arg, true, why, whylen);
 }
 
 /* ------------------------------------------------------------ record names */
