@@ -12,7 +12,7 @@
 
 /* ---------------------------------------------------------------- refusals */
 
-void why_init(struct why *w, char *buf, size_t len, const char *key)
+void state_why_init(struct why *w, char *buf, size_t len, const char *key)
 {
 	w->buf = buf;
 	w->len = buf ? len : 0;
@@ -21,7 +21,7 @@ void why_init(struct why *w, char *buf, size_t len, const char *key)
 		w->buf[0] = '\0';
 }
 
-int refuse(struct why *w, int err, const char *fmt, ...)
+int state_refuse(struct why *w, int err, const char *fmt, ...)
 {
 	char text[256];
 	va_list ap;
@@ -35,18 +35,18 @@ int refuse(struct why *w, int err, const char *fmt, ...)
 	return err;
 }
 
-int refuse_reader(struct why *w, const struct rec_reader *r, const char *part)
+int state_refuse_reader(struct why *w, const struct rec_reader *r, const char *part)
 {
 	int err = rec_error(r) ? rec_error(r) : RW_ECORRUPT;
 	const char *field = rec_error_field(r);
 
 	if (field)
-		return refuse(w, err, "%s: %s", field, rw_strerror(err));
-	return refuse(w, err, "%s: truncated or malformed at payload offset %zu (%s)", part,
+		return state_refuse(w, err, "%s: %s", field, rw_strerror(err));
+	return state_refuse(w, err, "%s: truncated or malformed at payload offset %zu (%s)", part,
 		      rec_error_offset(r), rw_strerror(err));
 }
 
-int open_record(struct rec_reader *r, const void *buf, size_t len, const char *kind,
+int state_open_record(struct rec_reader *r, const void *buf, size_t len, const char *kind,
 		uint32_t min_version, uint32_t max_version, struct why *w)
 {
 	struct rec_header h;
@@ -55,24 +55,24 @@ int open_record(struct rec_reader *r, const void *buf, size_t len, const char *k
 	if (!ret)
 		return 0;
 	if (rec_peek(buf, len, &h))
-		return refuse(w, ret, "header: not a record (%zu bytes, bad magic or too short)", len);
+		return state_refuse(w, ret, "header: not a record (%zu bytes, bad magic or too short)", len);
 	switch (ret) {
 	case RW_ECHECKSUM:
-		return refuse(w, ret, "header: checksum mismatch");
+		return state_refuse(w, ret, "header: checksum mismatch");
 	case RW_EVERSION:
-		return refuse(w, ret, "header: version %u, this build reads %u..%u", h.version,
+		return state_refuse(w, ret, "header: version %u, this build reads %u..%u", h.version,
 			      min_version, max_version);
 	case RW_ECORRUPT:
 		if (h.length > REC_PAYLOAD_MAX || h.length != len - REC_HEADER_SIZE)
-			return refuse(w, ret, "header: length %u, but %zu payload bytes present",
+			return state_refuse(w, ret, "header: length %u, but %zu payload bytes present",
 				      h.length, len - REC_HEADER_SIZE);
-		return refuse(w, ret, "header: not a \"%s\" record", kind);
+		return state_refuse(w, ret, "header: not a \"%s\" record", kind);
 	default:
-		return refuse(w, ret, "header: %s", rw_strerror(ret));
+		return state_refuse(w, ret, "header: %s", rw_strerror(ret));
 	}
 }
 
-int skip_tags(struct rec_reader *r)
+int state_skip_tags(struct rec_reader *r)
 {
 	struct rec_reader field;
 	uint16_t tag;
@@ -88,7 +88,7 @@ int skip_tags(struct rec_reader *r)
 
 /* ------------------------------------------------------------ field tables */
 
-void put_fields(struct rec_writer *w, const void *base, const struct field *f, size_t n)
+void state_put_fields(struct rec_writer *w, const void *base, const struct field *f, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		const uint8_t *p = (const uint8_t *)base + f[i].off;
@@ -116,7 +116,7 @@ void put_fields(struct rec_writer *w, const void *base, const struct field *f, s
 	}
 }
 
-void get_fields(struct rec_reader *r, void *base, const struct field *f, size_t n)
+void state_get_fields(struct rec_reader *r, void *base, const struct field *f, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		uint8_t *p = (uint8_t *)base + f[i].off;

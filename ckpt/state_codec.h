@@ -30,16 +30,16 @@ struct why {
 };
 
 /* Refusals of one record go to buf (none if buf is NULL or len 0), under key. */
-void why_init(struct why *w, char *buf, size_t len, const char *key);
+void state_why_init(struct why *w, char *buf, size_t len, const char *key);
 
 /* Explain a refusal; fmt is "<field>: <reason>". Returns err. */
-int refuse(struct why *w, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int state_refuse(struct why *w, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /*
  * Explain the sticky error of a reader: the field rec_fail() named, or else
  * the part of the record being read when it ran short or was malformed.
  */
-int refuse_reader(struct why *w, const struct rec_reader *r, const char *part);
+int state_refuse_reader(struct why *w, const struct rec_reader *r, const char *part);
 
 /* Name the part of a record about to be read, unless reading already failed. */
 #define PART(r, var, name)              \
@@ -49,11 +49,11 @@ int refuse_reader(struct why *w, const struct rec_reader *r, const char *part);
 	} while (0)
 
 /* rec_open() with a message that says which header check failed. */
-int open_record(struct rec_reader *r, const void *buf, size_t len, const char *kind,
+int state_open_record(struct rec_reader *r, const void *buf, size_t len, const char *kind,
 		uint32_t min_version, uint32_t max_version, struct why *w);
 
 /* Skip the tagged fields a reader does not know; refuse critical ones. */
-int skip_tags(struct rec_reader *r);
+int state_skip_tags(struct rec_reader *r);
 
 /* ------------------------------------------------------------------ scalars */
 
@@ -97,11 +97,11 @@ struct field {
 
 #define FIELD(type, member) { offsetof(type, member), sizeof(((type *)0)->member) }
 
-void put_fields(struct rec_writer *w, const void *base, const struct field *f, size_t n);
+void state_put_fields(struct rec_writer *w, const void *base, const struct field *f, size_t n);
 /* Reads every field; once the reader has failed, the rest come out 0. */
-void get_fields(struct rec_reader *r, void *base, const struct field *f, size_t n);
+void state_get_fields(struct rec_reader *r, void *base, const struct field *f, size_t n);
 
-#define PUT_FIELDS(w, base, table) put_fields(w, base, table, ARRAY_SIZE(table))
-#define GET_FIELDS(r, base, table) get_fields(r, base, table, ARRAY_SIZE(table))
+#define PUT_FIELDS(w, base, table) state_put_fields(w, base, table, ARRAY_SIZE(table))
+#define GET_FIELDS(r, base, table) state_get_fields(r, base, table, ARRAY_SIZE(table))
 
 #endif

@@ -72,9 +72,9 @@ static int get_str_field(struct rec_reader *r, struct why *w, const char *name, 
 			 size_t cap)
 {
 	if (rec_error(r))
-		return refuse_reader(w, r, "mem_size, ncpus, entry");
+		return state_refuse_reader(w, r, "mem_size, ncpus, entry");
 	if (rec_get_str(r, buf, cap))
-		return refuse(w, rec_error(r),
+		return state_refuse(w, rec_error(r),
 			      "%s: truncated, longer than %zu bytes, or holding a NUL", name,
 			      cap - 1);
 	return 0;
@@ -106,41 +106,41 @@ static int parse_disk(struct rec_reader *field, struct vm_config *cfg, struct wh
 	int ret;
 
 	if (cfg->ndisks >= RW_MAX_DISKS)
-		return refuse(w, RW_ECORRUPT, "disks: more than %d", RW_MAX_DISKS);
+		return state_refuse(w, RW_ECORRUPT, "disks: more than %d", RW_MAX_DISKS);
 	while ((ret = rec_next_tag(field, &tag, &f)) > 0) {
 		switch (tag) {
 		case STATE_CFG_DISK_PATH:
 			if (disk_str(&f, d.path, sizeof(d.path), "disk.path"))
-				return refuse_reader(w, &f, "disk.path");
+				return state_refuse_reader(w, &f, "disk.path");
 			have_path = d.path[0] != 0;
 			break;
 		case STATE_CFG_DISK_ID:
 			if (disk_str(&f, d.id, sizeof(d.id), "disk.id"))
-				return refuse_reader(w, &f, "disk.id");
+				return state_refuse_reader(w, &f, "disk.id");
 			break;
 		case STATE_CFG_DISK_RO:
 			if (rec_get_u8(&f, &v) || v > 1)
-				return refuse(w, RW_ECORRUPT, "disk %u: ro: not 0 or 1", cfg->ndisks);
+				return state_refuse(w, RW_ECORRUPT, "disk %u: ro: not 0 or 1", cfg->ndisks);
 			d.ro = v;
 			break;
 		case STATE_CFG_DISK_ENGINE:
 			if (rec_get_u8(&f, &v) || v > DISK_ENGINE_SYNC)
-				return refuse(w, RW_ECORRUPT, "disk %u: engine: unknown", cfg->ndisks);
+				return state_refuse(w, RW_ECORRUPT, "disk %u: engine: unknown", cfg->ndisks);
 			d.engine = (enum disk_engine)v;
 			break;
 		default:
 			if (rec_tag_unknown(field, tag))
-				return refuse(w, RW_EVERSION, "disk %u: tag 0x%04x: unknown critical field",
+				return state_refuse(w, RW_EVERSION, "disk %u: tag 0x%04x: unknown critical field",
 					      cfg->ndisks, tag);
 		}
 	}
 	if (ret < 0)
-		return refuse_reader(w, field, "disk");
+		return state_refuse_reader(w, field, "disk");
 	if (!have_path)
-		return refuse(w, RW_ECORRUPT, "disk %u: path: missing or empty", cfg->ndisks);
+		return state_refuse(w, RW_ECORRUPT, "disk %u: path: missing or empty", cfg->ndisks);
 	for (unsigned i = 0; d.id[0] && i < cfg->ndisks; i++)
 		if (strcmp(cfg->disks[i].id, d.id) == 0)
-			return refuse(w, RW_ECORRUPT, "disk %u: id '%s' used twice", cfg->ndisks, d.id);
+			return state_refuse(w, RW_ECORRUPT, "disk %u: id '%s' used twice", cfg->ndisks, d.id);
 	cfg->disks[cfg->ndisks++] = d;
 	return 0;
 }
@@ -163,7 +163,7 @@ static int parse_config(struct rec_reader *r, const struct state_config_ext *ext
 		return ret;
 	serial_in = g8(r);
 	if (rec_error(r))
-		return refuse_reader(w, r, "serial_in");
+		return state_refuse_reader(w, r, "serial_in");
 
 	while ((ret = rec_next_tag(r, &tag, &field)) > 0) {
 		int took = 0;
@@ -179,32 +179,32 @@ static int parse_config(struct rec_reader *r, const struct state_config_ext *ext
 			if (took < 0) {
 				if (!rec_error(r))
 					rec_fail(r, took, "tagged field");
-				return refuse_reader(w, r, "tagged fields");
+				return state_refuse_reader(w, r, "tagged fields");
 			}
 		}
 		if (!took && rec_tag_unknown(r, tag))
-			return refuse(w, RW_EVERSION,
+			return state_refuse(w, RW_EVERSION,
 				      "tag 0x%04x: a critical field this build does not know", tag);
 		if (rec_error(r))
-			return refuse_reader(w, r, "tagged fields");
+			return state_refuse_reader(w, r, "tagged fields");
 	}
 	if (ret < 0 || rec_expect_end(r))
-		return refuse_reader(w, r, "tagged fields");
+		return state_refuse_reader(w, r, "tagged fields");
 
 	if (cfg->mem_size < RW_MEM_MIN || cfg->mem_size > RW_MEM_MAX)
-		return refuse(w, RW_ECORRUPT, "mem_size: %llu bytes, outside %llu MiB..%llu GiB",
+		return state_refuse(w, RW_ECORRUPT, "mem_size: %llu bytes, outside %llu MiB..%llu GiB",
 			      (unsigned long long)cfg->mem_size, RW_MEM_MIN >> 20, RW_MEM_MAX >> 30);
 	if (cfg->mem_size % (2 * MiB))
-		return refuse(w, RW_ECORRUPT, "mem_size: %llu bytes, not a multiple of 2 MiB",
+		return state_refuse(w, RW_ECORRUPT, "mem_size: %llu bytes, not a multiple of 2 MiB",
 			      (unsigned long long)cfg->mem_size);
 	if (ncpus < 1 || ncpus > RW_MAX_CPUS)
-		return refuse(w, RW_ECORRUPT, "ncpus: %u, outside 1..%u", ncpus, RW_MAX_CPUS);
+		return state_refuse(w, RW_ECORRUPT, "ncpus: %u, outside 1..%u", ncpus, RW_MAX_CPUS);
 	cfg->ncpus = ncpus;
 	if (entry != VM_ENTRY_KERNEL && entry != VM_ENTRY_USER)
-		return refuse(w, RW_ECORRUPT, "entry: %u is not a known entry", entry);
+		return state_refuse(w, RW_ECORRUPT, "entry: %u is not a known entry", entry);
 	cfg->entry = (enum vm_entry)entry;
 	if (serial_in > 1)
-		return refuse(w, RW_ECORRUPT, "serial_in: %u, not 0 or 1", serial_in);
+		return state_refuse(w, RW_ECORRUPT, "serial_in: %u, not 0 or 1", serial_in);
 	cfg->serial_in = serial_in;
 	return 0;
 }
@@ -216,9 +216,9 @@ int state_config_decode_ext(const void *buf, size_t len, const struct state_conf
 	struct why w;
 	int ret;
 
-	why_init(&w, why, whylen, CONFIG_KEY);
+	state_why_init(&w, why, whylen, CONFIG_KEY);
 	config_init(out);
-	ret = open_record(&r, buf, len, STATE_KIND_CONFIG, 1, STATE_CONFIG_VERSION, &w);
+	ret = state_open_record(&r, buf, len, STATE_KIND_CONFIG, 1, STATE_CONFIG_VERSION, &w);
 	if (!ret)
 		ret = parse_config(&r, ext, out, &w);
 	if (ret)

@@ -52,11 +52,11 @@ int state_devices_save(struct vm *vm, state_put_fn put, void *arg)
 static int refuse_device(struct why *w, const struct rec_reader *r, int err, const char *op)
 {
 	if (rec_error(r) && rec_error_field(r))
-		return refuse(w, err, "%s: %s", rec_error_field(r), rw_strerror(err));
+		return state_refuse(w, err, "%s: %s", rec_error_field(r), rw_strerror(err));
 	if (rec_error(r))
-		return refuse(w, err, "payload offset %zu: %s (truncated or malformed)",
+		return state_refuse(w, err, "payload offset %zu: %s (truncated or malformed)",
 			      rec_error_offset(r), rw_strerror(err));
-	return refuse(w, err, "%s: %s", op, rw_strerror(err));
+	return state_refuse(w, err, "%s: %s", op, rw_strerror(err));
 }
 
 /* Find and open dev's record; explains every failure. */
@@ -69,15 +69,15 @@ static int open_device_record(struct device *dev, state_lookup_fn lookup, void *
 	int ret;
 
 	if (!t->ops->load)
-		return refuse(w, -ENOSYS, "record: type \"%s\" saves state but cannot load it",
+		return state_refuse(w, -ENOSYS, "record: type \"%s\" saves state but cannot load it",
 			      t->name);
 	ret = lookup(arg, w->key, &data, &len);
 	if (ret == RW_ENOTFOUND)
-		return refuse(w, ret, "record: missing (the VM has this device, so the checkpoint "
+		return state_refuse(w, ret, "record: missing (the VM has this device, so the checkpoint "
 				      "must hold its state)");
 	if (ret)
-		return refuse(w, ret, "record: cannot be read: %s", rw_strerror(ret));
-	return open_record(r, data, len, t->name, t->min_version, t->state_version, w);
+		return state_refuse(w, ret, "record: cannot be read: %s", rw_strerror(ret));
+	return state_open_record(r, data, len, t->name, t->min_version, t->state_version, w);
 }
 
 /*
@@ -96,7 +96,7 @@ static int walk_records(struct vm *vm, state_lookup_fn lookup, void *arg, bool l
 		if (!saves_state(dev))
 			continue;
 		device_record_key(dev, key, sizeof(key));
-		why_init(&w, why, whylen, key);
+		state_why_init(&w, why, whylen, key);
 		ret = open_device_record(dev, lookup, arg, &r, &w);
 		if (ret)
 			return ret;
@@ -160,34 +160,34 @@ int state_check_names(const struct vm *vm, const char *const names[], size_t n, 
 	char key[STATE_KEY_MAX];
 	struct why w;
 
-	why_init(&w, why, whylen, "checkpoint");
+	state_why_init(&w, why, whylen, "checkpoint");
 	for (size_t i = 0; i < n; i++) {
 		if (!names[i])
-			return refuse(&w, RW_ECORRUPT, "records[%zu]: no name", i);
+			return state_refuse(&w, RW_ECORRUPT, "records[%zu]: no name", i);
 		w.key = names[i];
 		if (!is_expected(vm, names[i]))
-			return refuse(&w, RW_ECORRUPT,
+			return state_refuse(&w, RW_ECORRUPT,
 				      "record: not a vCPU, the platform or a device of this VM");
 		if (find_name(names, i, names[i]) < i)
-			return refuse(&w, RW_ECORRUPT, "record: appears twice");
+			return state_refuse(&w, RW_ECORRUPT, "record: appears twice");
 	}
 
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		state_vcpu_key(i, key, sizeof(key));
 		w.key = key;
 		if (find_name(names, n, key) == n)
-			return refuse(&w, RW_ENOTFOUND, "record: missing");
+			return state_refuse(&w, RW_ENOTFOUND, "record: missing");
 	}
 	w.key = STATE_KEY_PLATFORM;
 	if (find_name(names, n, STATE_KEY_PLATFORM) == n)
-		return refuse(&w, RW_ENOTFOUND, "record: missing");
+		return state_refuse(&w, RW_ENOTFOUND, "record: missing");
 	for (const struct device *dev = vm->devices; dev; dev = dev->next) {
 		if (!saves_state(dev))
 			continue;
 		device_record_key(dev, key, sizeof(key));
 		w.key = key;
 		if (find_name(names, n, key) == n)
-			return refuse(&w, RW_ENOTFOUND, "record: missing");
+			return state_refuse(&w, RW_ENOTFOUND, "record: missing");
 	}
 	if (why && whylen)
 		why[0] = '\0';

@@ -76,21 +76,21 @@ static int check_pic(struct why *w, const char *name, const struct kvm_pic_state
 		     uint8_t elcr_mask)
 {
 	if (p->irq_base & 7)
-		return refuse(w, RW_ECORRUPT, "%s.irq_base: 0x%x is not a multiple of 8", name,
+		return state_refuse(w, RW_ECORRUPT, "%s.irq_base: 0x%x is not a multiple of 8", name,
 			      p->irq_base);
 	if (p->priority_add > 7)
-		return refuse(w, RW_ECORRUPT, "%s.priority_add: %u, at most 7", name,
+		return state_refuse(w, RW_ECORRUPT, "%s.priority_add: %u, at most 7", name,
 			      p->priority_add);
 	if (p->init_state > 3)
-		return refuse(w, RW_ECORRUPT, "%s.init_state: %u, at most 3", name, p->init_state);
+		return state_refuse(w, RW_ECORRUPT, "%s.init_state: %u, at most 3", name, p->init_state);
 	if (p->read_reg_select > 1 || p->poll > 1 || p->special_mask > 1 || p->auto_eoi > 1 ||
 	    p->rotate_on_auto_eoi > 1 || p->special_fully_nested_mode > 1 || p->init4 > 1)
-		return refuse(w, RW_ECORRUPT, "%s: a mode flag is neither 0 nor 1", name);
+		return state_refuse(w, RW_ECORRUPT, "%s: a mode flag is neither 0 nor 1", name);
 	if (p->elcr_mask != elcr_mask)
-		return refuse(w, RW_ECORRUPT, "%s.elcr_mask: 0x%02x, KVM's is 0x%02x", name,
+		return state_refuse(w, RW_ECORRUPT, "%s.elcr_mask: 0x%02x, KVM's is 0x%02x", name,
 			      p->elcr_mask, elcr_mask);
 	if (p->elcr & ~elcr_mask)
-		return refuse(w, RW_ECORRUPT, "%s.elcr: 0x%02x outside mask 0x%02x", name, p->elcr,
+		return state_refuse(w, RW_ECORRUPT, "%s.elcr: 0x%02x outside mask 0x%02x", name, p->elcr,
 			      elcr_mask);
 	return 0;
 }
@@ -102,48 +102,48 @@ static int check_platform(const struct vm *vm, const struct platform_state *st, 
 
 	if (st->pic_master.chip_id != KVM_IRQCHIP_PIC_MASTER ||
 	    st->pic_slave.chip_id != KVM_IRQCHIP_PIC_SLAVE || st->ioapic.chip_id != KVM_IRQCHIP_IOAPIC)
-		return refuse(w, RW_ECORRUPT, "chip_id: irqchips out of order");
+		return state_refuse(w, RW_ECORRUPT, "chip_id: irqchips out of order");
 	if ((ret = check_pic(w, "pic_master", &st->pic_master.chip.pic, PIC_MASTER_ELCR_MASK)) ||
 	    (ret = check_pic(w, "pic_slave", &st->pic_slave.chip.pic, PIC_SLAVE_ELCR_MASK)))
 		return ret;
 
 	if (io->base_address != RW_GPA_IOAPIC)
-		return refuse(w, RW_ECORRUPT, "ioapic.base_address: 0x%llx, the board's is 0x%llx",
+		return state_refuse(w, RW_ECORRUPT, "ioapic.base_address: 0x%llx, the board's is 0x%llx",
 			      (unsigned long long)io->base_address,
 			      (unsigned long long)RW_GPA_IOAPIC);
 	if (io->id > 15)
-		return refuse(w, RW_ECORRUPT, "ioapic.id: %u, at most 15", io->id);
+		return state_refuse(w, RW_ECORRUPT, "ioapic.id: %u, at most 15", io->id);
 	if (io->irr >> KVM_IOAPIC_NUM_PINS)
-		return refuse(w, RW_ECORRUPT, "ioapic.irr: 0x%x names pins beyond %u", io->irr,
+		return state_refuse(w, RW_ECORRUPT, "ioapic.irr: 0x%x names pins beyond %u", io->irr,
 			      KVM_IOAPIC_NUM_PINS - 1);
 
 	for (unsigned i = 0; i < 3; i++) {
 		const struct kvm_pit_channel_state *c = &st->pit.channels[i];
 
 		if (c->count > PIT_COUNT_MAX)
-			return refuse(w, RW_ECORRUPT, "pit.channels[%u].count: 0x%x, at most 0x%x", i,
+			return state_refuse(w, RW_ECORRUPT, "pit.channels[%u].count: 0x%x, at most 0x%x", i,
 				      c->count, PIT_COUNT_MAX);
 		if (c->mode > 5 && c->mode != PIT_MODE_UNSET)
-			return refuse(w, RW_ECORRUPT, "pit.channels[%u].mode: %u, not 0..5", i,
+			return state_refuse(w, RW_ECORRUPT, "pit.channels[%u].mode: %u, not 0..5", i,
 				      c->mode);
 		if (c->rw_mode > 3)
-			return refuse(w, RW_ECORRUPT, "pit.channels[%u].rw_mode: %u, at most 3", i,
+			return state_refuse(w, RW_ECORRUPT, "pit.channels[%u].rw_mode: %u, at most 3", i,
 				      c->rw_mode);
 		if (c->count_latched > 3)
-			return refuse(w, RW_ECORRUPT, "pit.channels[%u].count_latched: %u, at most 3",
+			return state_refuse(w, RW_ECORRUPT, "pit.channels[%u].count_latched: %u, at most 3",
 				      i, c->count_latched);
 		if (c->read_state > 4 || c->write_state > 4)
-			return refuse(w, RW_ECORRUPT,
+			return state_refuse(w, RW_ECORRUPT,
 				      "pit.channels[%u]: read/write state %u/%u, at most 4", i,
 				      c->read_state, c->write_state);
 		if (c->status_latched > 1 || c->bcd > 1 || c->gate > 1)
-			return refuse(w, RW_ECORRUPT, "pit.channels[%u]: a flag is neither 0 nor 1",
+			return state_refuse(w, RW_ECORRUPT, "pit.channels[%u]: a flag is neither 0 nor 1",
 				      i);
 	}
 	if (st->pit.flags & ~(uint32_t)PIT_FLAGS_KNOWN)
-		return refuse(w, RW_ECORRUPT, "pit.flags: unknown flags 0x%x", st->pit.flags);
+		return state_refuse(w, RW_ECORRUPT, "pit.flags: unknown flags 0x%x", st->pit.flags);
 	if (st->clock.flags & ~(uint32_t)CLOCK_FLAGS_KNOWN)
-		return refuse(w, RW_ECORRUPT, "clock.flags: unknown flags 0x%x", st->clock.flags);
+		return state_refuse(w, RW_ECORRUPT, "clock.flags: unknown flags 0x%x", st->clock.flags);
 	return 0;
 }
 
@@ -156,9 +156,9 @@ int state_platform_decode(const struct vm *vm, const void *buf, size_t len,
 	struct why w;
 	int ret;
 
-	why_init(&w, why, whylen, STATE_KEY_PLATFORM);
+	state_why_init(&w, why, whylen, STATE_KEY_PLATFORM);
 	memset(out, 0, sizeof(*out));
-	ret = open_record(&r, buf, len, STATE_KIND_PLATFORM, 1, STATE_PLATFORM_VERSION, &w);
+	ret = state_open_record(&r, buf, len, STATE_KIND_PLATFORM, 1, STATE_PLATFORM_VERSION, &w);
 	if (ret)
 		return ret;
 	out->pic_master.chip_id = KVM_IRQCHIP_PIC_MASTER;
@@ -178,8 +178,8 @@ int state_platform_decode(const struct vm *vm, const void *buf, size_t len,
 	PART(&r, part, "clock");
 	GET_FIELDS(&r, &out->clock, clock_fields);
 	PART(&r, part, "tagged fields");
-	if (skip_tags(&r) || rec_error(&r))
-		ret = refuse_reader(&w, &r, part);
+	if (state_skip_tags(&r) || rec_error(&r))
+		ret = state_refuse_reader(&w, &r, part);
 	else
 		ret = check_platform(vm, out, &w);
 	if (ret)
@@ -192,6 +192,6 @@ int state_platform_check(const struct vm *vm, const struct platform_state *st, c
 {
 	struct why w;
 
-	why_init(&w, why, whylen, STATE_KEY_PLATFORM);
+	state_why_init(&w, why, whylen, STATE_KEY_PLATFORM);
 	return check_platform(vm, st, &w);
 }

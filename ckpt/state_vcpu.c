@@ -191,9 +191,9 @@ static int parse_vcpu(const struct vm *vm, struct rec_reader *r, struct vcpu_sta
 	st->xcrs.flags = g32(r);
 	n = g32(r);
 	if (rec_error(r))
-		return refuse_reader(w, r, part);
+		return state_refuse_reader(w, r, part);
 	if (n > KVM_MAX_XCRS)
-		return refuse(w, RW_ECORRUPT, "xcrs.nr_xcrs: %u, at most %u", n, KVM_MAX_XCRS);
+		return state_refuse(w, RW_ECORRUPT, "xcrs.nr_xcrs: %u, at most %u", n, KVM_MAX_XCRS);
 	st->xcrs.nr_xcrs = n;
 	for (uint32_t i = 0; i < n; i++) {
 		st->xcrs.xcrs[i].xcr = g32(r);
@@ -212,11 +212,11 @@ static int parse_vcpu(const struct vm *vm, struct rec_reader *r, struct vcpu_sta
 	PART(r, part, "msrs");
 	n = g32(r);
 	if (rec_error(r))
-		return refuse_reader(w, r, part);
+		return state_refuse_reader(w, r, part);
 	if (n > VCPU_MAX_MSRS)
-		return refuse(w, RW_ECORRUPT, "msrs.count: %u, at most %u", n, VCPU_MAX_MSRS);
+		return state_refuse(w, RW_ECORRUPT, "msrs.count: %u, at most %u", n, VCPU_MAX_MSRS);
 	if (n > vm->nr_msrs)
-		return refuse(w, RW_ENOKVMCAP, "msrs.count: %u, this KVM restores %u MSRs", n,
+		return state_refuse(w, RW_ENOKVMCAP, "msrs.count: %u, this KVM restores %u MSRs", n,
 			      vm->nr_msrs);
 	st->nr_msrs = n;
 	for (uint32_t i = 0; i < n; i++) {
@@ -227,17 +227,17 @@ static int parse_vcpu(const struct vm *vm, struct rec_reader *r, struct vcpu_sta
 	PART(r, part, "xsave");
 	n = g32(r);
 	if (rec_error(r))
-		return refuse_reader(w, r, part);
+		return state_refuse_reader(w, r, part);
 	if (n != vm->xsave_size)
-		return refuse(w, n > VCPU_XSAVE_MAX ? RW_ECORRUPT : RW_ENOKVMCAP,
+		return state_refuse(w, n > VCPU_XSAVE_MAX ? RW_ECORRUPT : RW_ENOKVMCAP,
 			      "xsave.size: %u bytes, this KVM's XSAVE area is %u", n, vm->xsave_size);
 	st->xsave_size = n;
 	rec_get_bytes(r, st->xsave, n);
 
 	PART(r, part, "tagged fields");
-	ret = skip_tags(r);
+	ret = state_skip_tags(r);
 	if (ret || rec_error(r))
-		return refuse_reader(w, r, part);
+		return state_refuse_reader(w, r, part);
 	return 0;
 }
 
@@ -247,14 +247,14 @@ static int check_segment(struct why *w, const char *name, const struct kvm_segme
 			 unsigned va_bits)
 {
 	if (s->type > 15)
-		return refuse(w, RW_ECORRUPT, "sregs.%s.type: %u, at most 15", name, s->type);
+		return state_refuse(w, RW_ECORRUPT, "sregs.%s.type: %u, at most 15", name, s->type);
 	if (s->dpl > 3)
-		return refuse(w, RW_ECORRUPT, "sregs.%s.dpl: %u, at most 3", name, s->dpl);
+		return state_refuse(w, RW_ECORRUPT, "sregs.%s.dpl: %u, at most 3", name, s->dpl);
 	if (s->present > 1 || s->db > 1 || s->s > 1 || s->l > 1 || s->g > 1 || s->avl > 1 ||
 	    s->unusable > 1)
-		return refuse(w, RW_ECORRUPT, "sregs.%s: an attribute flag is neither 0 nor 1", name);
+		return state_refuse(w, RW_ECORRUPT, "sregs.%s: an attribute flag is neither 0 nor 1", name);
 	if (!canonical(s->base, va_bits))
-		return refuse(w, RW_ECORRUPT, "sregs.%s.base: 0x%llx is not canonical", name,
+		return state_refuse(w, RW_ECORRUPT, "sregs.%s.base: 0x%llx is not canonical", name,
 			      (unsigned long long)s->base);
 	return 0;
 }
@@ -270,12 +270,12 @@ static int check_dtable(const struct vm *vm, struct why *w, const char *name,
 			const struct kvm_dtable *t, bool paging, unsigned va_bits)
 {
 	if (!canonical(t->base, va_bits))
-		return refuse(w, RW_ECORRUPT, "sregs.%s.base: 0x%llx is not canonical", name,
+		return state_refuse(w, RW_ECORRUPT, "sregs.%s.base: 0x%llx is not canonical", name,
 			      (unsigned long long)t->base);
 	if (paging && (t->base >> 63))
 		return 0;
 	if (!mem_range_ok(&vm->mem, t->base, (uint64_t)t->limit + 1))
-		return refuse(w, RW_ECORRUPT,
+		return state_refuse(w, RW_ECORRUPT,
 			      "sregs.%s: [0x%llx, 0x%llx] is outside guest RAM (%llu MiB)", name,
 			      (unsigned long long)t->base, (unsigned long long)t->base + t->limit,
 			      (unsigned long long)(vm->mem.size >> 20));
@@ -293,33 +293,33 @@ static int check_sregs(const struct vm *vm, unsigned index, const struct vcpu_st
 	int ret;
 
 	if (s->cr0 & ~CR0_KNOWN)
-		return refuse(w, RW_ECORRUPT, "sregs.cr0: reserved bits set (0x%llx)",
+		return state_refuse(w, RW_ECORRUPT, "sregs.cr0: reserved bits set (0x%llx)",
 			      (unsigned long long)s->cr0);
 	if (paging && !(s->cr0 & CR0_PE))
-		return refuse(w, RW_ECORRUPT, "sregs.cr0: PG without PE");
+		return state_refuse(w, RW_ECORRUPT, "sregs.cr0: PG without PE");
 	if ((s->cr0 & CR0_NW) && !(s->cr0 & CR0_CD))
-		return refuse(w, RW_ECORRUPT, "sregs.cr0: NW without CD");
+		return state_refuse(w, RW_ECORRUPT, "sregs.cr0: NW without CD");
 	if (s->cr4 & ~CR4_KNOWN)
-		return refuse(w, RW_ECORRUPT, "sregs.cr4: reserved bits set (0x%llx)",
+		return state_refuse(w, RW_ECORRUPT, "sregs.cr4: reserved bits set (0x%llx)",
 			      (unsigned long long)s->cr4);
 	if (s->efer & ~EFER_KNOWN)
-		return refuse(w, RW_ECORRUPT, "sregs.efer: reserved bits set (0x%llx)",
+		return state_refuse(w, RW_ECORRUPT, "sregs.efer: reserved bits set (0x%llx)",
 			      (unsigned long long)s->efer);
 	if ((s->efer & EFER_LME) && paging) {
 		if (!lma)
-			return refuse(w, RW_ECORRUPT, "sregs.efer: LME and CR0.PG without LMA");
+			return state_refuse(w, RW_ECORRUPT, "sregs.efer: LME and CR0.PG without LMA");
 		if (!(s->cr4 & CR4_PAE))
-			return refuse(w, RW_ECORRUPT, "sregs.cr4: long mode without PAE");
+			return state_refuse(w, RW_ECORRUPT, "sregs.cr4: long mode without PAE");
 	} else {
 		if (lma)
-			return refuse(w, RW_ECORRUPT, "sregs.efer: LMA without LME and CR0.PG");
+			return state_refuse(w, RW_ECORRUPT, "sregs.efer: LMA without LME and CR0.PG");
 		if (s->cs.l)
-			return refuse(w, RW_ECORRUPT, "sregs.cs.l: 64-bit code outside long mode");
+			return state_refuse(w, RW_ECORRUPT, "sregs.cs.l: 64-bit code outside long mode");
 	}
 	if (s->cs.l && s->cs.db)
-		return refuse(w, RW_ECORRUPT, "sregs.cs: L and D both set");
+		return state_refuse(w, RW_ECORRUPT, "sregs.cs: L and D both set");
 	if (s->cr8 > 15)
-		return refuse(w, RW_ECORRUPT, "sregs.cr8: %llu, at most 15",
+		return state_refuse(w, RW_ECORRUPT, "sregs.cr8: %llu, at most 15",
 			      (unsigned long long)s->cr8);
 
 	for (unsigned i = 0; i < NR_SEGMENTS; i++)
@@ -341,33 +341,33 @@ static int check_sregs(const struct vm *vm, unsigned index, const struct vcpu_st
 			root = s->cr3 & 0xfffff000ULL;
 		}
 		if (!mem_range_ok(&vm->mem, root, size))
-			return refuse(w, RW_ECORRUPT,
+			return state_refuse(w, RW_ECORRUPT,
 				      "sregs.cr3: page-table root 0x%llx is outside guest RAM",
 				      (unsigned long long)root);
 	}
 
 	if (s->apic_base & ~(APIC_BASE_ADDR | APIC_BASE_BSP | APIC_BASE_X2APIC | APIC_BASE_ENABLE))
-		return refuse(w, RW_ECORRUPT, "sregs.apic_base: reserved bits set (0x%llx)",
+		return state_refuse(w, RW_ECORRUPT, "sregs.apic_base: reserved bits set (0x%llx)",
 			      (unsigned long long)s->apic_base);
 	if ((s->apic_base & APIC_BASE_ADDR) != RW_GPA_LAPIC)
-		return refuse(w, RW_ECORRUPT, "sregs.apic_base: LAPIC at 0x%llx, not at 0x%llx",
+		return state_refuse(w, RW_ECORRUPT, "sregs.apic_base: LAPIC at 0x%llx, not at 0x%llx",
 			      (unsigned long long)(s->apic_base & APIC_BASE_ADDR),
 			      (unsigned long long)RW_GPA_LAPIC);
 	if ((s->apic_base & APIC_BASE_X2APIC) && !(s->apic_base & APIC_BASE_ENABLE))
-		return refuse(w, RW_ECORRUPT, "sregs.apic_base: x2APIC mode with the APIC disabled");
+		return state_refuse(w, RW_ECORRUPT, "sregs.apic_base: x2APIC mode with the APIC disabled");
 	if (!!(s->apic_base & APIC_BASE_BSP) != (index == 0))
-		return refuse(w, RW_ECORRUPT, "sregs.apic_base: BSP flag %s on vCPU %u",
+		return state_refuse(w, RW_ECORRUPT, "sregs.apic_base: BSP flag %s on vCPU %u",
 			      index == 0 ? "clear" : "set", index);
 
 	if (s->flags & ~(uint64_t)KVM_SREGS2_FLAGS_PDPTRS_VALID)
-		return refuse(w, RW_ECORRUPT, "sregs.flags: unknown flags 0x%llx",
+		return state_refuse(w, RW_ECORRUPT, "sregs.flags: unknown flags 0x%llx",
 			      (unsigned long long)s->flags);
 	if (s->flags & KVM_SREGS2_FLAGS_PDPTRS_VALID) {
 		if (!paging || !(s->cr4 & CR4_PAE) || lma)
-			return refuse(w, RW_ECORRUPT,
+			return state_refuse(w, RW_ECORRUPT,
 				      "sregs.pdptrs: marked valid outside PAE paging");
 	} else if (s->pdptrs[0] | s->pdptrs[1] | s->pdptrs[2] | s->pdptrs[3]) {
-		return refuse(w, RW_ECORRUPT, "sregs.pdptrs: set but not marked valid");
+		return state_refuse(w, RW_ECORRUPT, "sregs.pdptrs: set but not marked valid");
 	}
 	return 0;
 }
@@ -375,15 +375,15 @@ static int check_sregs(const struct vm *vm, unsigned index, const struct vcpu_st
 static int check_xcr0(struct why *w, uint64_t v)
 {
 	if (!(v & XCR0_X87))
-		return refuse(w, RW_ECORRUPT, "xcrs.xcr0: 0x%llx without x87", (unsigned long long)v);
+		return state_refuse(w, RW_ECORRUPT, "xcrs.xcr0: 0x%llx without x87", (unsigned long long)v);
 	if ((v & XCR0_AVX) && !(v & XCR0_SSE))
-		return refuse(w, RW_ECORRUPT, "xcrs.xcr0: 0x%llx has AVX without SSE",
+		return state_refuse(w, RW_ECORRUPT, "xcrs.xcr0: 0x%llx has AVX without SSE",
 			      (unsigned long long)v);
 	if ((v & XCR0_AVX512) && ((v & XCR0_AVX512) != XCR0_AVX512 || !(v & XCR0_AVX)))
-		return refuse(w, RW_ECORRUPT, "xcrs.xcr0: 0x%llx has a partial AVX-512 state",
+		return state_refuse(w, RW_ECORRUPT, "xcrs.xcr0: 0x%llx has a partial AVX-512 state",
 			      (unsigned long long)v);
 	if ((v & XCR0_AMX) && (v & XCR0_AMX) != XCR0_AMX)
-		return refuse(w, RW_ECORRUPT, "xcrs.xcr0: 0x%llx has a partial AMX state",
+		return state_refuse(w, RW_ECORRUPT, "xcrs.xcr0: 0x%llx has a partial AMX state",
 			      (unsigned long long)v);
 	return 0;
 }
@@ -391,31 +391,31 @@ static int check_xcr0(struct why *w, uint64_t v)
 static int check_events(struct why *w, const struct kvm_vcpu_events *e)
 {
 	if (e->flags & ~(uint32_t)EVENTS_KNOWN)
-		return refuse(w, RW_ECORRUPT, "events.flags: unknown flags 0x%x", e->flags);
+		return state_refuse(w, RW_ECORRUPT, "events.flags: unknown flags 0x%x", e->flags);
 	if (e->exception.injected > 1 || e->exception.pending > 1 ||
 	    e->exception.has_error_code > 1 || e->exception_has_payload > 1)
-		return refuse(w, RW_ECORRUPT, "events.exception: a flag is neither 0 nor 1");
+		return state_refuse(w, RW_ECORRUPT, "events.exception: a flag is neither 0 nor 1");
 	if ((e->exception.injected || e->exception.pending) &&
 	    (e->exception.nr > 31 || e->exception.nr == NMI_VECTOR))
-		return refuse(w, RW_ECORRUPT, "events.exception.nr: %u is not an exception vector",
+		return state_refuse(w, RW_ECORRUPT, "events.exception.nr: %u is not an exception vector",
 			      e->exception.nr);
 	if (e->interrupt.injected > 1 || e->interrupt.soft > 1)
-		return refuse(w, RW_ECORRUPT, "events.interrupt: a flag is neither 0 nor 1");
+		return state_refuse(w, RW_ECORRUPT, "events.interrupt: a flag is neither 0 nor 1");
 	if (e->interrupt.shadow & ~SHADOW_KNOWN)
-		return refuse(w, RW_ECORRUPT, "events.interrupt.shadow: unknown bits 0x%x",
+		return state_refuse(w, RW_ECORRUPT, "events.interrupt.shadow: unknown bits 0x%x",
 			      e->interrupt.shadow);
 	/* KVM reports how many NMIs are pending, and never keeps more than two */
 	if (e->nmi.injected > 1 || e->nmi.masked > 1 || e->nmi.pending > 2)
-		return refuse(w, RW_ECORRUPT, "events.nmi: injected %u, pending %u, masked %u",
+		return state_refuse(w, RW_ECORRUPT, "events.nmi: injected %u, pending %u, masked %u",
 			      e->nmi.injected, e->nmi.pending, e->nmi.masked);
 	if (e->sipi_vector > 0xff)
-		return refuse(w, RW_ECORRUPT, "events.sipi_vector: 0x%x, at most 0xff",
+		return state_refuse(w, RW_ECORRUPT, "events.sipi_vector: 0x%x, at most 0xff",
 			      e->sipi_vector);
 	if (e->smi.smm > 1 || e->smi.pending > 1 || e->smi.smm_inside_nmi > 1 ||
 	    e->smi.latched_init > 1)
-		return refuse(w, RW_ECORRUPT, "events.smi: a flag is neither 0 nor 1");
+		return state_refuse(w, RW_ECORRUPT, "events.smi: a flag is neither 0 nor 1");
 	if (e->triple_fault.pending > 1)
-		return refuse(w, RW_ECORRUPT, "events.triple_fault.pending: %u, not 0 or 1",
+		return state_refuse(w, RW_ECORRUPT, "events.triple_fault.pending: %u, not 0 or 1",
 			      e->triple_fault.pending);
 	return 0;
 }
@@ -423,7 +423,7 @@ static int check_events(struct why *w, const struct kvm_vcpu_events *e)
 static int check_msrs(const struct vm *vm, struct why *w, const struct vcpu_state *st)
 {
 	if (st->nr_msrs > vm->nr_msrs || st->nr_msrs > VCPU_MAX_MSRS)
-		return refuse(w, RW_ENOKVMCAP, "msrs.count: %u, this KVM restores %u MSRs",
+		return state_refuse(w, RW_ENOKVMCAP, "msrs.count: %u, this KVM restores %u MSRs",
 			      st->nr_msrs, vm->nr_msrs);
 	for (uint32_t i = 0; i < st->nr_msrs; i++) {
 		uint32_t idx = st->msrs[i].index;
@@ -432,12 +432,12 @@ static int check_msrs(const struct vm *vm, struct why *w, const struct vcpu_stat
 		for (uint32_t k = 0; k < vm->nr_msrs && !known; k++)
 			known = vm->msr_index[k] == idx;
 		if (!known)
-			return refuse(w, RW_ENOKVMCAP,
+			return state_refuse(w, RW_ENOKVMCAP,
 				      "msrs[%u].index: MSR 0x%x is not one this KVM can restore", i,
 				      idx);
 		for (uint32_t k = 0; k < i; k++)
 			if (st->msrs[k].index == idx)
-				return refuse(w, RW_ECORRUPT, "msrs[%u].index: MSR 0x%x appears twice",
+				return state_refuse(w, RW_ECORRUPT, "msrs[%u].index: MSR 0x%x appears twice",
 					      i, idx);
 	}
 	return 0;
@@ -448,19 +448,19 @@ static int check_xsave(const struct vm *vm, struct why *w, const struct vcpu_sta
 	const uint8_t *x = st->xsave;
 
 	if (st->xsave_size != vm->xsave_size || st->xsave_size > VCPU_XSAVE_MAX)
-		return refuse(w, RW_ENOKVMCAP, "xsave.size: %u bytes, this KVM's XSAVE area is %u",
+		return state_refuse(w, RW_ENOKVMCAP, "xsave.size: %u bytes, this KVM's XSAVE area is %u",
 			      st->xsave_size, vm->xsave_size);
 	if (st->xsave_size < XSAVE_HDR_END)
 		return 0;
 	if (get_le32(x + XSAVE_MXCSR) >> 16)
-		return refuse(w, RW_ECORRUPT, "xsave.mxcsr: reserved bits set (0x%x)",
+		return state_refuse(w, RW_ECORRUPT, "xsave.mxcsr: reserved bits set (0x%x)",
 			      get_le32(x + XSAVE_MXCSR));
 	if (get_le64(x + XSAVE_XCOMP_BV))
-		return refuse(w, RW_ECORRUPT, "xsave.xcomp_bv: 0x%llx, KVM's layout is not compacted",
+		return state_refuse(w, RW_ECORRUPT, "xsave.xcomp_bv: 0x%llx, KVM's layout is not compacted",
 			      (unsigned long long)get_le64(x + XSAVE_XCOMP_BV));
 	for (unsigned i = XSAVE_HDR_RESERVED; i < XSAVE_HDR_END; i++)
 		if (x[i])
-			return refuse(w, RW_ECORRUPT, "xsave.header: reserved byte %u is not zero",
+			return state_refuse(w, RW_ECORRUPT, "xsave.header: reserved byte %u is not zero",
 				      i - XSAVE_HDR);
 	return 0;
 }
@@ -475,7 +475,7 @@ static int check_vcpu(const struct vm *vm, unsigned index, const struct vcpu_sta
 	int ret;
 
 	if (index >= vm->ncpus)
-		return refuse(w, RW_ECORRUPT, "index: vCPU %u, the VM has %u", index, vm->ncpus);
+		return state_refuse(w, RW_ECORRUPT, "index: vCPU %u, the VM has %u", index, vm->ncpus);
 	switch (st->mp.mp_state) {
 	case KVM_MP_STATE_RUNNABLE:
 	case KVM_MP_STATE_UNINITIALIZED:
@@ -484,41 +484,41 @@ static int check_vcpu(const struct vm *vm, unsigned index, const struct vcpu_sta
 	case KVM_MP_STATE_SIPI_RECEIVED:
 		break;
 	default:
-		return refuse(w, RW_ECORRUPT, "mp_state: %u is not an x86 vCPU state",
+		return state_refuse(w, RW_ECORRUPT, "mp_state: %u is not an x86 vCPU state",
 			      st->mp.mp_state);
 	}
 
 	if ((g->rflags & ~RFLAGS_KNOWN) || !(g->rflags & RFLAGS_FIXED1))
-		return refuse(w, RW_ECORRUPT, "regs.rflags: 0x%llx has reserved bits wrong",
+		return state_refuse(w, RW_ECORRUPT, "regs.rflags: 0x%llx has reserved bits wrong",
 			      (unsigned long long)g->rflags);
 	if (!canonical(g->rip, va_bits))
-		return refuse(w, RW_ECORRUPT, "regs.rip: 0x%llx is not canonical",
+		return state_refuse(w, RW_ECORRUPT, "regs.rip: 0x%llx is not canonical",
 			      (unsigned long long)g->rip);
 
 	if ((ret = check_sregs(vm, index, st, w)))
 		return ret;
 
 	if (st->xcrs.flags)
-		return refuse(w, RW_ECORRUPT, "xcrs.flags: 0x%x, must be 0", st->xcrs.flags);
+		return state_refuse(w, RW_ECORRUPT, "xcrs.flags: 0x%x, must be 0", st->xcrs.flags);
 	if (st->xcrs.nr_xcrs > KVM_MAX_XCRS)
-		return refuse(w, RW_ECORRUPT, "xcrs.nr_xcrs: %u, at most %u", st->xcrs.nr_xcrs,
+		return state_refuse(w, RW_ECORRUPT, "xcrs.nr_xcrs: %u, at most %u", st->xcrs.nr_xcrs,
 			      KVM_MAX_XCRS);
 	for (uint32_t i = 0; i < st->xcrs.nr_xcrs; i++) {
 		if (st->xcrs.xcrs[i].xcr != 0)
-			return refuse(w, RW_ECORRUPT, "xcrs[%u].xcr: XCR%u, KVM has only XCR0", i,
+			return state_refuse(w, RW_ECORRUPT, "xcrs[%u].xcr: XCR%u, KVM has only XCR0", i,
 				      st->xcrs.xcrs[i].xcr);
 		if (seen_xcr0)
-			return refuse(w, RW_ECORRUPT, "xcrs[%u].xcr: XCR0 appears twice", i);
+			return state_refuse(w, RW_ECORRUPT, "xcrs[%u].xcr: XCR0 appears twice", i);
 		seen_xcr0 = true;
 		if ((ret = check_xcr0(w, st->xcrs.xcrs[i].value)))
 			return ret;
 	}
 
 	if (st->dregs.flags)
-		return refuse(w, RW_ECORRUPT, "debugregs.flags: 0x%llx, must be 0",
+		return state_refuse(w, RW_ECORRUPT, "debugregs.flags: 0x%llx, must be 0",
 			      (unsigned long long)st->dregs.flags);
 	if (st->dregs.dr6 >> 32 || st->dregs.dr7 >> 32)
-		return refuse(w, RW_ECORRUPT, "debugregs: DR6 0x%llx / DR7 0x%llx upper half set",
+		return state_refuse(w, RW_ECORRUPT, "debugregs: DR6 0x%llx / DR7 0x%llx upper half set",
 			      (unsigned long long)st->dregs.dr6, (unsigned long long)st->dregs.dr7);
 
 	/*
@@ -527,7 +527,7 @@ static int check_vcpu(const struct vm *vm, unsigned index, const struct vcpu_sta
 	 */
 	id = get_le32((const uint8_t *)st->lapic.regs + APIC_REG_ID);
 	if (id != (uint32_t)index << 24 && !((st->sregs.apic_base & APIC_BASE_X2APIC) && id == index))
-		return refuse(w, RW_ECORRUPT, "lapic.id: 0x%08x belongs to vCPU %u, not vCPU %u", id,
+		return state_refuse(w, RW_ECORRUPT, "lapic.id: 0x%08x belongs to vCPU %u, not vCPU %u", id,
 			      id >> 24, index);
 
 	if ((ret = check_events(w, &st->events)) || (ret = check_msrs(vm, w, st)) ||
@@ -579,11 +579,11 @@ int state_vcpu_decode(const struct vm *vm, unsigned index, const void *buf, size
 	int ret;
 
 	state_vcpu_key(index, key, sizeof(key));
-	why_init(&w, why, whylen, key);
+	state_why_init(&w, why, whylen, key);
 	memset(out, 0, sizeof(*out));
 	if (index >= vm->ncpus)
-		return refuse(&w, RW_ECORRUPT, "index: vCPU %u, the VM has %u", index, vm->ncpus);
-	ret = open_record(&r, buf, len, STATE_KIND_VCPU, 1, STATE_VCPU_VERSION, &w);
+		return state_refuse(&w, RW_ECORRUPT, "index: vCPU %u, the VM has %u", index, vm->ncpus);
+	ret = state_open_record(&r, buf, len, STATE_KIND_VCPU, 1, STATE_VCPU_VERSION, &w);
 	if (!ret)
 		ret = parse_vcpu(vm, &r, out, &w);
 	if (!ret)
@@ -603,6 +603,6 @@ int state_vcpu_check(const struct vm *vm, unsigned index, const struct vcpu_stat
 	struct why w;
 
 	state_vcpu_key(index, key, sizeof(key));
-	why_init(&w, why, whylen, key);
+	state_why_init(&w, why, whylen, key);
 	return check_vcpu(vm, index, st, &w);
 }
