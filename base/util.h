@@ -4,6 +4,8 @@
 #ifndef RW_VMM_UTIL_H
 #define RW_VMM_UTIL_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -50,5 +52,17 @@ int rw_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 int rw_write_all(int fd, const void *buf, size_t len);
 int rw_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 int rw_pread_all(int fd, void *buf, size_t len, uint64_t off);
+
+/*
+ * A helper thread that must never take a signal meant for a vCPU: fn runs
+ * with every signal blocked. Returns 0 or -errno.
+ */
+int rw_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
+
+/*
+ * Stop a helper thread that waits on cond for *stop: set it under lock,
+ * wake the thread, join it.
+ */
+void rw_thread_stop(pthread_t t, pthread_mutex_t *lock, pthread_cond_t *cond, bool *stop);
 
 #endif

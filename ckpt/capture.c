@@ -52,25 +52,16 @@ static void *copier_thread(void *arg)
 
 void copier_start(struct copier *cp)
 {
-	sigset_t all, old;
-
 	pthread_mutex_init(&cp->lock, NULL);
 	pthread_cond_init(&cp->cond, NULL);
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	cp->started = pthread_create(&cp->thread, NULL, copier_thread, cp) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	cp->started = rw_thread_start(&cp->thread, copier_thread, cp) == 0;
 }
 
 void copier_stop(struct copier *cp)
 {
 	if (!cp->started)
 		return;
-	pthread_mutex_lock(&cp->lock);
-	cp->stop = true;
-	pthread_cond_broadcast(&cp->cond);
-	pthread_mutex_unlock(&cp->lock);
-	pthread_join(cp->thread, NULL);
+	rw_thread_stop(cp->thread, &cp->lock, &cp->cond, &cp->stop);
 	pthread_cond_destroy(&cp->cond);
 	pthread_mutex_destroy(&cp->lock);
 	cp->started = false;

@@ -255,10 +255,6 @@ void persist_stop(struct machine *m)
 {
 	if (!m->writer_started)
 		return;
-	pthread_mutex_lock(&m->lock);
-	m->writer_stop = true;
-	pthread_cond_broadcast(&m->cond);
-	pthread_mutex_unlock(&m->lock);
-	pthread_join(m->writer, NULL);
+	rw_thread_stop(m->writer, &m->lock, &m->cond, &m->writer_stop);
 	m->writer_started = false;
 }

@@ -227,7 +227,6 @@ static int watchdog_start(struct rewind_vm *h)
 {
 	struct watchdog *wd = &h->wd;
 	pthread_condattr_t ca;
-	sigset_t all, old;
 	int ret;
 
 	pthread_mutex_init(&wd->lock, NULL);
@@ -235,10 +234,7 @@ static int watchdog_start(struct rewind_vm *h)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&wd->cond, &ca);
 	pthread_condattr_destroy(&ca);
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	ret = -pthread_create(&wd->thread, NULL, watchdog_thread, h);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	ret = rw_thread_start(&wd->thread, watchdog_thread, h);
 	if (ret) {
 		pthread_cond_destroy(&wd->cond);
 		pthread_mutex_destroy(&wd->lock);
@@ -254,11 +250,7 @@ static void watchdog_stop(struct rewind_vm *h)
 
 	if (!wd->started)
 		return;
-	pthread_mutex_lock(&wd->lock);
-	wd->stop = true;
-	pthread_cond_broadcast(&wd->cond);
-	pthread_mutex_unlock(&wd->lock);
-	pthread_join(wd->thread, NULL);
+	rw_thread_stop(wd->thread, &wd->lock, &wd->cond, &wd->stop);
 	pthread_cond_destroy(&wd->cond);
 	pthread_mutex_destroy(&wd->lock);
 	wd->started = false;
