@@ -152,6 +152,16 @@ static inline int64_t hypercall4(unsigned nr, uint64_t a0, uint64_t a1, uint64_t
 	return ret;
 }
 
+/* The one-way form: a store, nothing to complete (rw/abi.h). */
+static inline void hypercall4_oneway(unsigned nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3)
+{
+	__asm__ volatile("movq %%rax, (%0)"
+			 :
+			 : "r"(RW_GPA_HYPERCALL + 8ULL * nr), "a"(0ULL), "D"(a0), "S"(a1), "d"(a2),
+			   "c"(a3)
+			 : "memory");
+}
+
 /*
  * The calling vCPU, from the kernel stack we are on: vCPU n's kernel stack
  * is [stacks_base + n * CPU_STRIDE, + KSTACK). Costs no exit.
@@ -379,7 +389,8 @@ static __attribute__((noreturn)) void crash(struct rw_k_frame *f)
 
 	if (f->vector == 14)
 		__asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
-	hypercall4(RW_HC_CRASH, f->vector, f->rip, f->error, cr2);
+	/* one-way: a harness replaces this vCPU's state at once */
+	hypercall4_oneway(RW_HC_CRASH, f->vector, f->rip, f->error, cr2);
 	park();
 }
 
