@@ -1,6 +1,7 @@
 /*
  * record.h - the record format of every vCPU, platform and device state
- * record, with a growable writer and a bounds-checked reader.
+ * record: a writer and a reader layered on the base's byte serialiser
+ * (codec.h), which add the header, the size cap and the tagged fields.
  *
  * Layout (every integer little-endian, no padding, no alignment):
  *
@@ -57,6 +58,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codec.h"
 #include "err.h"
 
 #define REC_MAGIC "RWrc"
@@ -71,10 +73,21 @@
 /* ------------------------------------------------------------------ writer */
 
 struct rec_writer {
-	uint8_t *buf;        /* header + payload, grown on demand */
-	size_t len;          /* bytes used, header included */
-	size_t cap;
-	int err;             /* first error, sticky */
+	/*
+	 * Header + payload, none until the first put. The byte writer's error
+	 * is the writer's sticky error; callers read it as w->err, so its
+	 * fields are named here too (the same storage: a common initial
+	 * sequence of the union's two structs).
+	 */
+	union {
+		struct byte_writer out;
+		struct {
+			uint8_t *buf;
+			size_t len;
+			size_t cap;
+			int err;     /* first error, sticky */
+		};
+	};
 	uint32_t kind;
 	uint32_t version;
 	unsigned depth;      /* open tagged fields */
@@ -141,15 +154,13 @@ int rec_take(struct rec_writer *w, uint8_t **data, size_t *len) RW_MUST_CHECK;
 /* ------------------------------------------------------------------ reader */
 
 struct rec_reader {
-	const uint8_t *p;    /* the bytes this reader covers */
-	size_t len;
-	size_t pos;
-	size_t base;         /* offset of p[0] in the payload (for messages) */
+	/*
+	 * The payload, or a tagged field's value (a section of the enclosing
+	 * reader's). Offsets count from the payload's start; the byte
+	 * reader's error is the reader's sticky error.
+	 */
+	struct byte_reader in;
 	uint32_t version;
-	int err;             /* first error, sticky */
-	size_t err_off;      /* payload offset of the first error */
-	const char *err_field; /* name given to rec_fail(), or NULL */
-	struct rec_reader *parent; /* set for a tagged field's reader */
 };
 
 /* The decoded header, for tools that list records (no checks but the size). */
@@ -241,19 +252,19 @@ int rec_fail(struct rec_reader *r, int err, const char *field);
 /* The sticky error (0 if none). */
 static inline int rec_error(const struct rec_reader *r)
 {
-	return r->err;
+	return r->in.err;
 }
 
 /* Name given to the first rec_fail(), or NULL (truncation, bad encoding). */
 static inline const char *rec_error_field(const struct rec_reader *r)
 {
-	return r->err_field;
+	return r->in.err_what;
 }
 
 /* Payload offset where the first error was found. */
 static inline size_t rec_error_offset(const struct rec_reader *r)
 {
-	return r->err_off;
+	return r->in.err_off;
 }
 
 /*

@@ -25,12 +25,12 @@
  */
 #include "virtio_blk.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "device.h"
 #include "disk.h"
 #include "log.h"
@@ -260,10 +260,8 @@ static void handle_chain(struct virtio_blk *b, const struct vq_chain *c)
 		goto fail;
 
 	chain_copy(c, false, 0, hdr, sizeof(hdr));
-	memcpy(&type, hdr, 4);
-	memcpy(&sector, hdr + 8, 8);
-	type = le32toh(type);
-	sector = le64toh(sector);
+	type = get_le32(hdr);
+	sector = get_le64(hdr + 8);
 
 	switch (type) {
 	case VIRTIO_BLK_T_IN:
@@ -655,24 +653,6 @@ struct disk *virtio_blk_disk(struct device *dev)
 }
 
 /* ----------------------------------------------------------------- create */
-
-static void put_le16(uint8_t *p, uint16_t v)
-{
-	v = htole16(v);
-	memcpy(p, &v, 2);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, 4);
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, 8);
-}
 
 static void build_config(struct virtio_blk *b)
 {

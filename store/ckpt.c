@@ -802,7 +802,7 @@ static int commit_txn(struct store *s, MDB_txn *txn, void *arg)
 	struct commit_ctx *cx = arg;
 	struct store_ckpt *c = cx->c;
 	struct ckpt_rec rec = { 0 };
-	struct wbuf w = { 0 };
+	struct byte_writer w = BYTE_WRITER_INIT;
 	struct timespec ts;
 	uint8_t kb[8];
 	MDB_val k, v;
@@ -857,7 +857,7 @@ static int commit_txn(struct store *s, MDB_txn *txn, void *arg)
 	k.mv_size = 8;
 	k.mv_data = kb;
 	v.mv_size = w.len;
-	v.mv_data = w.p;
+	v.mv_data = w.buf;
 	rc = store_mdb_err(mdb_put(txn, s->ckpt, &k, &v, MDB_NOOVERWRITE));
 	if (rc == -EEXIST)
 		rc = RW_ECORRUPT;
@@ -866,7 +866,7 @@ static int commit_txn(struct store *s, MDB_txn *txn, void *arg)
 	if (!rc)
 		cx->id = next;
 out:
-	free(w.p);
+	bw_free(&w);
 	free(rec.maps);
 	return rc;
 }

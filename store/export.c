@@ -617,7 +617,7 @@ static int import_txn(struct store *s, MDB_txn *txn, void *arg)
 {
 	struct import_ctx *x = arg;
 	struct ckpt_rec rec = { 0 };
-	struct wbuf wb = { 0 };
+	struct byte_writer wb = BYTE_WRITER_INIT;
 	const uint8_t *p;
 	uint64_t off = XF_HDR, ckpt_off = 0, next_progress = 0;
 	uint32_t expect = FR_CKPT; /* lowest frame type allowed next */
@@ -767,7 +767,7 @@ static int import_txn(struct store *s, MDB_txn *txn, void *arg)
 	rc = ckpt_encode(&rec, &wb);
 	if (!rc) {
 		uint8_t kb[8];
-		MDB_val k = { 8, kb }, v = { wb.len, wb.p };
+		MDB_val k = { 8, kb }, v = { wb.len, wb.buf };
 
 		put_be64(kb, x->id);
 		rc = store_mdb_err(mdb_put(txn, s->ckpt, &k, &v, MDB_NOOVERWRITE));
@@ -780,7 +780,7 @@ static int import_txn(struct store *s, MDB_txn *txn, void *arg)
 	if (!rc && x->progress)
 		x->progress(x->arg, x->r.size, x->r.size);
 out:
-	free(wb.p);
+	bw_free(&wb);
 	ckpt_rec_free(&rec);
 	return rc;
 }

@@ -1,5 +1,6 @@
 /*
- * record.c - the checkpoint record and the keys of named records.
+ * record.c - the checkpoint record (written with the base's byte serialiser,
+ * codec.h) and the keys of named records.
  *
  * Checkpoint record, version 1 (little-endian, field by field):
  *
@@ -24,58 +25,59 @@
 #define CKPT_MAGIC 0x4b435752u
 #define CKPT_VERSION 1
 
-int ckpt_encode(const struct ckpt_rec *c, struct wbuf *w)
+int ckpt_encode(const struct ckpt_rec *c, struct byte_writer *w)
 {
 	size_t llen = c->label ? strlen(c->label) : 0;
 
-	wb_u32(w, CKPT_MAGIC);
-	wb_u16(w, CKPT_VERSION);
-	wb_u16(w, 0);
-	wb_u64(w, c->id);
-	wb_u64(w, c->parent);
-	wb_u64(w, c->time_ns);
-	wb_u32(w, (uint32_t)llen);
-	wb_bytes(w, c->label, llen);
-	wb_u32(w, (uint32_t)c->config_len);
-	wb_bytes(w, c->config, c->config_len);
-	wb_u32(w, (uint32_t)c->nmaps);
+	bw_put_u32(w, CKPT_MAGIC);
+	bw_put_u16(w, CKPT_VERSION);
+	bw_put_u16(w, 0);
+	bw_put_u64(w, c->id);
+	bw_put_u64(w, c->parent);
+	bw_put_u64(w, c->time_ns);
+	bw_put_u32(w, (uint32_t)llen);
+	bw_put_bytes(w, c->label, llen);
+	bw_put_u32(w, (uint32_t)c->config_len);
+	bw_put_bytes(w, c->config, c->config_len);
+	bw_put_u32(w, (uint32_t)c->nmaps);
 	for (size_t i = 0; i < c->nmaps; i++) {
 		const struct map_rec *m = &c->maps[i];
 		size_t nlen = m->name ? strlen(m->name) : 0;
 
-		wb_u16(w, (uint16_t)nlen);
-		wb_bytes(w, m->name, nlen);
-		wb_u64(w, m->npages);
-		wb_u64(w, m->present);
-		wb_u8(w, (uint8_t)m->height);
-		wb_bytes(w, m->root.b, 16);
+		bw_put_u16(w, (uint16_t)nlen);
+		bw_put_bytes(w, m->name, nlen);
+		bw_put_u64(w, m->npages);
+		bw_put_u64(w, m->present);
+		bw_put_u8(w, (uint8_t)m->height);
+		bw_put_bytes(w, m->root.b, 16);
 	}
-	wb_u64(w, c->stats.pages);
-	wb_u64(w, c->stats.zero_pages);
-	wb_u64(w, c->stats.new_chunks);
-	wb_u64(w, c->stats.new_bytes);
-	wb_u64(w, c->stats.dedup_hits);
-	wb_u64(w, c->stats.new_nodes);
-	wb_u64(w, c->stats.commit_ns);
+	bw_put_u64(w, c->stats.pages);
+	bw_put_u64(w, c->stats.zero_pages);
+	bw_put_u64(w, c->stats.new_chunks);
+	bw_put_u64(w, c->stats.new_bytes);
+	bw_put_u64(w, c->stats.dedup_hits);
+	bw_put_u64(w, c->stats.new_nodes);
+	bw_put_u64(w, c->stats.commit_ns);
 	if (!w->err)
-		wb_u64(w, XXH3_64bits(w->p, w->len));
+		bw_put_u64(w, XXH3_64bits(w->buf, w->len));
 	return w->err;
 }
 
-static char *rb_str(struct rbuf *r, size_t len)
+/* The next len bytes as a malloc'd C string; NULL (error recorded) if not. */
+static char *take_str(struct byte_reader *r, size_t len)
 {
-	const uint8_t *p = rb_take(r, len);
+	const uint8_t *p = br_take(r, len);
 	char *s;
 
 	if (!p)
 		return NULL;
 	if (memchr(p, 0, len)) {
-		r->err = RW_ECORRUPT;
+		br_fail(r, RW_ECORRUPT, NULL);
 		return NULL;
 	}
 	s = malloc(len + 1);
 	if (!s) {
-		r->err = -ENOMEM;
+		br_fail(r, -ENOMEM, NULL);
 		return NULL;
 	}
 	memcpy(s, p, len);
@@ -85,7 +87,7 @@ static char *rb_str(struct rbuf *r, size_t len)
 
 int ckpt_decode(const void *data, size_t len, struct ckpt_rec *c)
 {
-	struct rbuf r = { data, len, 0, 0 };
+	struct byte_reader r;
 	uint32_t n;
 
 	memset(c, 0, sizeof(*c));
@@ -93,79 +95,75 @@ int ckpt_decode(const void *data, size_t len, struct ckpt_rec *c)
 		return RW_ECORRUPT;
 	if (XXH3_64bits(data, len - 8) != get_le64((const uint8_t *)data + len - 8))
 		return RW_ECHECKSUM;
-	r.len = len - 8;
-	if (rb_u32(&r) != CKPT_MAGIC)
+	br_init(&r, data, len - 8);
+	if (br_get_u32(&r) != CKPT_MAGIC)
 		return RW_ECORRUPT;
-	if (rb_u16(&r) != CKPT_VERSION)
+	if (br_get_u16(&r) != CKPT_VERSION)
 		return RW_EVERSION;
-	rb_u16(&r);
-	c->id = rb_u64(&r);
-	c->parent = rb_u64(&r);
-	c->time_ns = rb_u64(&r);
-	n = rb_u32(&r);
+	br_get_u16(&r);
+	c->id = br_get_u64(&r);
+	c->parent = br_get_u64(&r);
+	c->time_ns = br_get_u64(&r);
+	n = br_get_u32(&r);
 	if (n > STORE_LABEL_MAX)
-		r.err = RW_ECORRUPT;
-	c->label = rb_str(&r, n);
-	n = rb_u32(&r);
+		br_fail(&r, RW_ECORRUPT, NULL);
+	c->label = take_str(&r, n);
+	n = br_get_u32(&r);
 	if (n > STORE_BLOB_MAX)
-		r.err = RW_ECORRUPT;
+		br_fail(&r, RW_ECORRUPT, NULL);
 	if (!r.err && n) {
-		const uint8_t *p = rb_take(&r, n);
+		const uint8_t *p = br_take(&r, n);
 
 		c->config = p ? malloc(n) : NULL;
 		if (p && !c->config)
-			r.err = -ENOMEM;
+			br_fail(&r, -ENOMEM, NULL);
 		if (c->config) {
 			memcpy(c->config, p, n);
 			c->config_len = n;
 		}
 	}
-	n = rb_u32(&r);
+	n = br_get_u32(&r);
 	if (n == 0 || n > STORE_MAPS_MAX)
-		r.err = RW_ECORRUPT;
+		br_fail(&r, RW_ECORRUPT, NULL);
 	if (!r.err) {
 		c->maps = calloc(n, sizeof(*c->maps));
 		if (!c->maps)
-			r.err = -ENOMEM;
+			br_fail(&r, -ENOMEM, NULL);
 		else
 			c->nmaps = n;
 	}
 	for (size_t i = 0; !r.err && i < c->nmaps; i++) {
 		struct map_rec *m = &c->maps[i];
-		uint16_t nlen = rb_u16(&r);
+		uint16_t nlen = br_get_u16(&r);
 
 		if ((i == 0) != (nlen == 0) || nlen > STORE_NAME_MAX) {
-			r.err = RW_ECORRUPT;
+			br_fail(&r, RW_ECORRUPT, NULL);
 			break;
 		}
 		if (nlen)
-			m->name = rb_str(&r, nlen);
-		m->npages = rb_u64(&r);
-		m->present = rb_u64(&r);
-		m->height = rb_u8(&r);
-		const uint8_t *root = rb_take(&r, 16);
-		if (root)
-			memcpy(m->root.b, root, 16);
+			m->name = take_str(&r, nlen);
+		m->npages = br_get_u64(&r);
+		m->present = br_get_u64(&r);
+		m->height = br_get_u8(&r);
+		br_get_bytes(&r, m->root.b, 16);
 		if (r.err)
 			break;
 		if (m->npages > STORE_MAP_PAGES_MAX || m->present > m->npages ||
 		    m->height != tree_height(m->npages) ||
 		    (m->present == 0) != store_hash_is_zero(&m->root))
-			r.err = RW_ECORRUPT;
+			br_fail(&r, RW_ECORRUPT, NULL);
 		for (size_t j = 1; !r.err && j < i; j++)
 			if (!strcmp(c->maps[j].name, m->name))
-				r.err = RW_ECORRUPT;
+				br_fail(&r, RW_ECORRUPT, NULL);
 	}
-	c->stats.pages = rb_u64(&r);
-	c->stats.zero_pages = rb_u64(&r);
-	c->stats.new_chunks = rb_u64(&r);
-	c->stats.new_bytes = rb_u64(&r);
-	c->stats.dedup_hits = rb_u64(&r);
-	c->stats.new_nodes = rb_u64(&r);
-	c->stats.commit_ns = rb_u64(&r);
-	if (!r.err && r.off != r.len)
-		r.err = RW_ECORRUPT;
-	if (r.err)
+	c->stats.pages = br_get_u64(&r);
+	c->stats.zero_pages = br_get_u64(&r);
+	c->stats.new_chunks = br_get_u64(&r);
+	c->stats.new_bytes = br_get_u64(&r);
+	c->stats.dedup_hits = br_get_u64(&r);
+	c->stats.new_nodes = br_get_u64(&r);
+	c->stats.commit_ns = br_get_u64(&r);
+	if (br_end(&r))
 		ckpt_rec_free(c);
 	return r.err;
 }

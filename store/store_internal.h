@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "codec.h"
 #include "store.h"
 #include "store_testing.h"
 
@@ -52,65 +53,6 @@ struct store {
 	void **stage_free;
 	size_t nstage_free, stage_free_max;
 };
-
-/* ---- little-endian fields ---- */
-static inline void put_le16(uint8_t *p, uint16_t v) { p[0] = v; p[1] = v >> 8; }
-static inline void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-static inline void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-static inline uint16_t get_le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static inline uint32_t get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-static inline uint64_t get_le64(const uint8_t *p)
-{
-	return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
-}
-static inline void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
-static inline uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-/* ---- growable byte buffer (encoder) ---- */
-struct wbuf {
-	uint8_t *p;
-	size_t len, cap;
-	int err;
-};
-void wb_bytes(struct wbuf *w, const void *d, size_t n);
-void wb_u8(struct wbuf *w, uint8_t v);
-void wb_u16(struct wbuf *w, uint16_t v);
-void wb_u32(struct wbuf *w, uint32_t v);
-void wb_u64(struct wbuf *w, uint64_t v);
-
-/* ---- bounds-checked reader (decoder): errors stick as RW_ECORRUPT ---- */
-struct rbuf {
-	const uint8_t *p;
-	size_t len, off;
-	int err;
-};
-const uint8_t *rb_take(struct rbuf *r, size_t n);
-uint8_t rb_u8(struct rbuf *r);
-uint16_t rb_u16(struct rbuf *r);
-uint32_t rb_u32(struct rbuf *r);
-uint64_t rb_u64(struct rbuf *r);
 
 /* ---- hash table keyed by chunk key ---- */
 struct hent {
@@ -247,7 +189,7 @@ struct ckpt_rec {
 	struct store_map_info *infos;   /* view for store_ckpt_info */
 	struct store_ckpt_info info;
 };
-int ckpt_encode(const struct ckpt_rec *c, struct wbuf *w);
+int ckpt_encode(const struct ckpt_rec *c, struct byte_writer *w);
 /* Decode and validate (checksum, limits, heights). */
 int ckpt_decode(const void *data, size_t len, struct ckpt_rec *c);
 void ckpt_rec_free(struct ckpt_rec *c);

@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codec.h"
 #include "log.h"
 #include "memory.h"
 #include "rw/abi.h"
@@ -101,36 +102,6 @@ static int bad_image(const struct loader *ld, const char *fmt, ...)
 	va_end(ap);
 	rw_error("kernel '%s' is not a guest image rewind can load: %s", ld->path, msg);
 	return RW_EBADIMAGE;
-}
-
-/* ---------------------------------------------------- little-endian out */
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
 }
 
 /* ------------------------------------------------------------ ELF parse */
@@ -257,17 +228,17 @@ static int parse_image_note(struct loader *ld, const uint8_t *d, uint32_t len)
 
 	if (len < want)
 		return bad_image(ld, "rewind note is %u bytes, expected %zu", len, want);
-	magic = get32(d + offsetof(struct rw_image_note, magic));
-	abi = get32(d + offsetof(struct rw_image_note, abi_version));
+	magic = get_le32(d + offsetof(struct rw_image_note, magic));
+	abi = get_le32(d + offsetof(struct rw_image_note, abi_version));
 	if (magic != RW_IMAGE_MAGIC)
 		return bad_image(ld, "rewind note has a bad magic number 0x%08x", magic);
 	if (abi != RW_ABI_VERSION)
 		return bad_image(ld, "built for guest ABI version %u; this rewind speaks version %u",
 				 abi, RW_ABI_VERSION);
-	ld->note_kernel_entry = get64(d + offsetof(struct rw_image_note, kernel_entry));
-	ld->note_user_entry = get64(d + offsetof(struct rw_image_note, user_entry));
+	ld->note_kernel_entry = get_le64(d + offsetof(struct rw_image_note, kernel_entry));
+	ld->note_user_entry = get_le64(d + offsetof(struct rw_image_note, user_entry));
 	for (unsigned v = 0; v < RW_NR_VECTORS; v++)
-		ld->vectors[v] = get64(d + offsetof(struct rw_image_note, vectors) + 8 * v);
+		ld->vectors[v] = get_le64(d + offsetof(struct rw_image_note, vectors) + 8 * v);
 	ld->has_note = true;
 	return 0;
 }
@@ -290,8 +261,8 @@ static int parse_notes(struct loader *ld, const Elf64_Phdr *p)
 		return -ENOMEM;
 	ret = read_exact(ld, buf, size, p->p_offset, "notes");
 	while (ret == 0 && size - off >= 12) {
-		uint32_t namesz = get32(buf + off), descsz = get32(buf + off + 4);
-		uint32_t type = get32(buf + off + 8);
+		uint32_t namesz = get_le32(buf + off), descsz = get_le32(buf + off + 4);
+		uint32_t type = get_le32(buf + off + 8);
 		uint64_t name_off = off + 12;
 		uint64_t desc_off = name_off + ALIGN_UP((uint64_t)namesz, align);
 		uint64_t next = desc_off + ALIGN_UP((uint64_t)descsz, align);
@@ -445,22 +416,22 @@ static int write_page_tables(struct vm *vm)
 	if (!t)
 		return -ENOMEM;
 #define ENTRY(table, idx) (t + ((table) - RW_GPA_PGTABLE) + 8 * (idx))
-	put64(ENTRY(pml4, 0), pdpt | PTE_TABLE);
+	put_le64(ENTRY(pml4, 0), pdpt | PTE_TABLE);
 	for (uint64_t g = 0; g < npd; g++)
-		put64(ENTRY(pdpt, g), (pd0 + 4096 * g) | PTE_TABLE);
+		put_le64(ENTRY(pdpt, g), (pd0 + 4096 * g) | PTE_TABLE);
 	for (uint64_t i = 1; i < 512; i++)
-		put64(ENTRY(pt, i), (i * 4096) | PTE_LEAF);
+		put_le64(ENTRY(pt, i), (i * 4096) | PTE_LEAF);
 	/* 2 MiB pages: all of [0, 4 GiB), then RAM above */
 	for (uint64_t a = 0; a < top; a += 2 * MiB) {
 		uint64_t pd = pd0 + 4096 * (a / GiB), idx = (a % GiB) / (2 * MiB);
 
 		if (a == 0) {
-			put64(ENTRY(pd, 0), pt | PTE_TABLE);
+			put_le64(ENTRY(pd, 0), pt | PTE_TABLE);
 			continue;
 		}
 		if (a >= 4 * GiB && !mem_range_ok(mem, a, 2 * MiB))
 			continue;
-		put64(ENTRY(pd, idx), a | PTE_LEAF | PTE_PS);
+		put_le64(ENTRY(pd, idx), a | PTE_LEAF | PTE_PS);
 	}
 #undef ENTRY
 	limit = npages * 4096;
@@ -487,31 +458,31 @@ static int write_boot_info(struct vm *vm, const struct boot_image *img, uint32_t
 
 	_Static_assert(sizeof(struct rw_boot_info) <= sizeof(b), "boot info fits its page");
 #define F(field) (b + offsetof(struct rw_boot_info, field))
-	put32(F(magic), RW_BOOT_MAGIC);
-	put32(F(abi_version), RW_ABI_VERSION);
-	put32(F(ncpus), vm->cfg.ncpus);
-	put32(F(flags), vm->cfg.entry == VM_ENTRY_USER ? RW_BOOT_FLAG_USER_ENTRY : 0);
-	put64(F(mem_size), mem->size);
-	put64(F(tsc_khz), guest_tsc_khz(vm));
-	put64(F(image_start), img->image_start);
-	put64(F(image_end), img->image_end);
-	put64(F(stacks_base), img->stacks_base);
-	put64(F(free_start), img->free_start);
-	put64(F(args_gpa), RW_GPA_ARGS);
-	put32(F(args_len), args_len);
-	put32(F(nr_ram), MIN(mem->nr_slots, (unsigned)RW_BOOT_MAX_RAM));
+	put_le32(F(magic), RW_BOOT_MAGIC);
+	put_le32(F(abi_version), RW_ABI_VERSION);
+	put_le32(F(ncpus), vm->cfg.ncpus);
+	put_le32(F(flags), vm->cfg.entry == VM_ENTRY_USER ? RW_BOOT_FLAG_USER_ENTRY : 0);
+	put_le64(F(mem_size), mem->size);
+	put_le64(F(tsc_khz), guest_tsc_khz(vm));
+	put_le64(F(image_start), img->image_start);
+	put_le64(F(image_end), img->image_end);
+	put_le64(F(stacks_base), img->stacks_base);
+	put_le64(F(free_start), img->free_start);
+	put_le64(F(args_gpa), RW_GPA_ARGS);
+	put_le32(F(args_len), args_len);
+	put_le32(F(nr_ram), MIN(mem->nr_slots, (unsigned)RW_BOOT_MAX_RAM));
 	for (unsigned i = 0; i < mem->nr_slots && i < RW_BOOT_MAX_RAM; i++) {
-		put64(F(ram) + i * sizeof(struct rw_ram_range) + offsetof(struct rw_ram_range, base),
+		put_le64(F(ram) + i * sizeof(struct rw_ram_range) + offsetof(struct rw_ram_range, base),
 		      mem->slots[i].gpa);
-		put64(F(ram) + i * sizeof(struct rw_ram_range) + offsetof(struct rw_ram_range, size),
+		put_le64(F(ram) + i * sizeof(struct rw_ram_range) + offsetof(struct rw_ram_range, size),
 		      mem->slots[i].size);
 	}
-	put32(F(nr_virtio), MIN(vm->nr_virtio, (unsigned)RW_VIRTIO_MAX));
+	put_le32(F(nr_virtio), MIN(vm->nr_virtio, (unsigned)RW_VIRTIO_MAX));
 	for (unsigned i = 0; i < vm->nr_virtio && i < RW_VIRTIO_MAX; i++) {
 		uint8_t *o = F(virtio) + i * sizeof(struct rw_virtio_slot);
-		put64(o + offsetof(struct rw_virtio_slot, base), vm->virtio[i].base);
-		put32(o + offsetof(struct rw_virtio_slot, irq), vm->virtio[i].irq);
-		put32(o + offsetof(struct rw_virtio_slot, device_id), vm->virtio[i].device_id);
+		put_le64(o + offsetof(struct rw_virtio_slot, base), vm->virtio[i].base);
+		put_le32(o + offsetof(struct rw_virtio_slot, irq), vm->virtio[i].irq);
+		put_le32(o + offsetof(struct rw_virtio_slot, device_id), vm->virtio[i].device_id);
 	}
 #undef F
 	return mem_write(&vm->mem, RW_GPA_BOOT_INFO, b, sizeof(b));
@@ -530,10 +501,10 @@ static int write_tables(struct vm *vm, const struct loader *ld, const struct boo
 	bool user = vm->cfg.entry == VM_ENTRY_USER;
 	int ret;
 
-	put64(gdt + RW_SEL_KCODE, RW_DESC_KCODE);
-	put64(gdt + RW_SEL_KDATA, RW_DESC_KDATA);
-	put64(gdt + (RW_SEL_UDATA & ~3), RW_DESC_UDATA);
-	put64(gdt + (RW_SEL_UCODE & ~3), RW_DESC_UCODE);
+	put_le64(gdt + RW_SEL_KCODE, RW_DESC_KCODE);
+	put_le64(gdt + RW_SEL_KDATA, RW_DESC_KDATA);
+	put_le64(gdt + (RW_SEL_UDATA & ~3), RW_DESC_UDATA);
+	put_le64(gdt + (RW_SEL_UCODE & ~3), RW_DESC_UCODE);
 	if (!user)
 		return mem_write(&vm->mem, RW_GPA_GDT, gdt, sizeof(gdt));
 
@@ -545,11 +516,11 @@ static int write_tables(struct vm *vm, const struct loader *ld, const struct boo
 		uint8_t *d = gdt + RW_SEL_TSS0 + 16 * n;
 		uint8_t *t = tss + (uint64_t)n * RW_TSS_STRIDE;
 
-		put64(d, RW_TSS_LIMIT | ((base & 0xffffff) << 16) | (0x8bULL << 40) |
+		put_le64(d, RW_TSS_LIMIT | ((base & 0xffffff) << 16) | (0x8bULL << 40) |
 				 (((base >> 24) & 0xff) << 56));
-		put64(d + 8, base >> 32);
-		put64(t + 4, img->stacks_base + (uint64_t)n * CPU_STRIDE + RW_KSTACK_SIZE);
-		put16(t + 0x66, RW_TSS_IOMAP);
+		put_le64(d + 8, base >> 32);
+		put_le64(t + 4, img->stacks_base + (uint64_t)n * CPU_STRIDE + RW_KSTACK_SIZE);
+		put_le16(t + 0x66, RW_TSS_IOMAP);
 	}
 	for (unsigned v = 0; v < RW_NR_VECTORS; v++) {
 		uint64_t a = ld->vectors[v];
@@ -557,9 +528,9 @@ static int write_tables(struct vm *vm, const struct loader *ld, const struct boo
 
 		if (!a)
 			continue;
-		put64(idt + 16 * v, (a & 0xffff) | ((uint64_t)RW_SEL_KCODE << 16) |
+		put_le64(idt + 16 * v, (a & 0xffff) | ((uint64_t)RW_SEL_KCODE << 16) |
 					    ((uint64_t)attr << 32) | ((a & 0xffff0000) << 32));
-		put64(idt + 16 * v + 8, a >> 32);
+		put_le64(idt + 16 * v + 8, a >> 32);
 	}
 	ret = mem_write(&vm->mem, RW_GPA_GDT, gdt, sizeof(gdt));
 	if (!ret)
