@@ -162,7 +162,7 @@ void store_ckpt_abort(struct store_ckpt *c)
 int store_ckpt_begin(struct store *s, uint64_t parent, struct store_ckpt **out)
 {
 	struct store_ckpt *c;
-	struct ckpt_rec rec;
+	struct store_crec rec;
 	MDB_txn *txn;
 	int rc = -ENOMEM;
 
@@ -187,7 +187,7 @@ int store_ckpt_begin(struct store *s, uint64_t parent, struct store_ckpt **out)
 	rc = store_rd_begin(s, &txn);
 	if (rc)
 		goto fail;
-	rc = ckpt_get(s, txn, parent, &rec);
+	rc = crec_get(s, txn, parent, &rec);
 	store_rd_end(s, txn);
 	if (rc)
 		goto fail;
@@ -207,12 +207,12 @@ int store_ckpt_begin(struct store *s, uint64_t parent, struct store_ckpt **out)
 		m->p_root = rec.maps[i].root;
 		m->sorted = true;
 	}
-	ckpt_rec_free(&rec);
+	crec_free(&rec);
 	*out = c;
 	return 0;
 
 fail_rec:
-	ckpt_rec_free(&rec);
+	crec_free(&rec);
 fail:
 	ckpt_free(c);
 	return rc;
@@ -778,12 +778,12 @@ struct commit_ctx {
 static int put_records(struct store *s, MDB_txn *txn, uint64_t id,
 		       const struct srec *recs, size_t n)
 {
-	uint8_t kb[REC_KEY_MAX];
+	uint8_t kb[RECDB_KEY_MAX];
 
 	for (size_t i = 0; i < n; i++) {
 		const struct srec *r = &recs[i];
-		MDB_val k = { rec_key(kb, id, r->name, strlen(r->name)), kb };
-		MDB_val v = { REC_HDR + r->len, NULL };
+		MDB_val k = { recdb_key(kb, id, r->name, strlen(r->name)), kb };
+		MDB_val v = { RECDB_HDR + r->len, NULL };
 		int rc = store_mdb_err(mdb_put(txn, s->rec, &k, &v,
 					       MDB_RESERVE | MDB_NOOVERWRITE));
 		if (rc)
@@ -792,7 +792,7 @@ static int put_records(struct store *s, MDB_txn *txn, uint64_t id,
 		put_le32(p, r->version);
 		put_le32(p + 4, 0);
 		put_le64(p + 8, XXH3_64bits(r->data, r->len));
-		memcpy(p + REC_HDR, r->data, r->len);
+		memcpy(p + RECDB_HDR, r->data, r->len);
 	}
 	return 0;
 }
@@ -801,7 +801,7 @@ static int commit_txn(struct store *s, MDB_txn *txn, void *arg)
 {
 	struct commit_ctx *cx = arg;
 	struct store_ckpt *c = cx->c;
-	struct ckpt_rec rec = { 0 };
+	struct store_crec rec = { 0 };
 	struct byte_writer w = BYTE_WRITER_INIT;
 	struct timespec ts;
 	uint8_t kb[8];
@@ -811,12 +811,12 @@ static int commit_txn(struct store *s, MDB_txn *txn, void *arg)
 
 	memset(&cx->st, 0, sizeof(cx->st));
 	if (c->parent) {
-		struct ckpt_rec prec;
+		struct store_crec prec;
 
-		rc = ckpt_get(s, txn, c->parent, &prec);
+		rc = crec_get(s, txn, c->parent, &prec);
 		if (rc)
 			return rc;
-		ckpt_rec_free(&prec);
+		crec_free(&prec);
 	}
 	rc = meta_get_u64(s, txn, "next-id", &next);
 	if (rc)
@@ -850,7 +850,7 @@ static int commit_txn(struct store *s, MDB_txn *txn, void *arg)
 	rec.config_len = c->config_len;
 	rec.stats = cx->st;
 	rec.stats.commit_ns = rw_now_ns() - cx->t0;
-	rc = ckpt_encode(&rec, &w);
+	rc = crec_encode(&rec, &w);
 	if (rc)
 		goto out;
 	put_be64(kb, next);

@@ -247,11 +247,11 @@ static int export_records(struct store *s, MDB_txn *txn, uint64_t id,
 		size_t nlen = k.mv_size - 8;
 		uint8_t hdr[2 + STORE_NAME_MAX + 12];
 
-		if (nlen > STORE_NAME_MAX || v.mv_size < REC_HDR) {
+		if (nlen > STORE_NAME_MAX || v.mv_size < RECDB_HDR) {
 			rc = RW_ECORRUPT;
 			break;
 		}
-		if (XXH3_64bits(p + REC_HDR, v.mv_size - REC_HDR) != get_le64(p + 8)) {
+		if (XXH3_64bits(p + RECDB_HDR, v.mv_size - RECDB_HDR) != get_le64(p + 8)) {
 			rc = RW_ECHECKSUM;
 			break;
 		}
@@ -259,7 +259,7 @@ static int export_records(struct store *s, MDB_txn *txn, uint64_t id,
 		memcpy(hdr + 2, (const uint8_t *)k.mv_data + 8, nlen);
 		put_le32(hdr + 2 + nlen, get_le32(p));
 		put_le64(hdr + 6 + nlen, get_le64(p + 8));
-		uw_frame(w, FR_RECORD, hdr, 14 + nlen, p + REC_HDR, v.mv_size - REC_HDR);
+		uw_frame(w, FR_RECORD, hdr, 14 + nlen, p + RECDB_HDR, v.mv_size - RECDB_HDR);
 		(*count)++;
 		mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}
@@ -274,7 +274,7 @@ int store_export(struct store *s, uint64_t id, const char *file,
 {
 	struct collect c = { .s = s };
 	struct uwriter w = { .fd = -1 };
-	struct ckpt_rec rec;
+	struct store_crec rec;
 	uint8_t hdr[XF_HDR], buf[20 + CHUNK_MAX], end[24];
 	uint8_t kb[8];
 	MDB_val k = { 8, kb }, v;
@@ -289,12 +289,12 @@ int store_export(struct store *s, uint64_t id, const char *file,
 	rc = store_rd_begin(s, &c.txn);
 	if (rc)
 		goto out_seen;
-	rc = ckpt_get(s, c.txn, id, &rec);
+	rc = crec_get(s, c.txn, id, &rec);
 	if (rc)
 		goto out_txn;
 	for (size_t i = 0; i < rec.nmaps && !rc; i++)
 		rc = collect(&c, &rec.maps[i].root, (int)rec.maps[i].height - 1);
-	ckpt_rec_free(&rec);
+	crec_free(&rec);
 	if (rc)
 		goto out_txn;
 
@@ -579,7 +579,7 @@ static int import_chunk(struct store *s, MDB_txn *txn, struct import_ctx *x,
 static int import_record(struct store *s, MDB_txn *txn, struct import_ctx *x,
 			 uint64_t off, const uint8_t *p, size_t len)
 {
-	uint8_t kb[REC_KEY_MAX];
+	uint8_t kb[RECDB_KEY_MAX];
 	size_t nlen;
 	MDB_val k, v;
 	int rc;
@@ -595,9 +595,9 @@ static int import_record(struct store *s, MDB_txn *txn, struct import_ctx *x,
 	if (XXH3_64bits(data, dlen) != get_le64(p + 6 + nlen))
 		return xerr(x, RW_ECHECKSUM, off, "record", "record \"%.*s\" fails its checksum",
 			    (int)nlen, (const char *)p + 2);
-	k.mv_size = rec_key(kb, x->id, (const char *)p + 2, nlen);
+	k.mv_size = recdb_key(kb, x->id, (const char *)p + 2, nlen);
 	k.mv_data = kb;
-	v.mv_size = REC_HDR + dlen;
+	v.mv_size = RECDB_HDR + dlen;
 	rc = store_mdb_err(mdb_put(txn, s->rec, &k, &v, MDB_RESERVE | MDB_NOOVERWRITE));
 	if (rc == -EEXIST)
 		return xerr(x, RW_ECORRUPT, off, "record", "record \"%.*s\" appears twice",
@@ -608,7 +608,7 @@ static int import_record(struct store *s, MDB_txn *txn, struct import_ctx *x,
 	put_le32(o, get_le32(p + 2 + nlen));
 	put_le32(o + 4, 0);
 	put_le64(o + 8, get_le64(p + 6 + nlen));
-	memcpy(o + REC_HDR, data, dlen);
+	memcpy(o + RECDB_HDR, data, dlen);
 	x->st.records++;
 	return 0;
 }
@@ -616,7 +616,7 @@ static int import_record(struct store *s, MDB_txn *txn, struct import_ctx *x,
 static int import_txn(struct store *s, MDB_txn *txn, void *arg)
 {
 	struct import_ctx *x = arg;
-	struct ckpt_rec rec = { 0 };
+	struct store_crec rec = { 0 };
 	struct byte_writer wb = BYTE_WRITER_INIT;
 	const uint8_t *p;
 	uint64_t off = XF_HDR, ckpt_off = 0, next_progress = 0;
@@ -693,7 +693,7 @@ static int import_txn(struct store *s, MDB_txn *txn, void *arg)
 		p += 8;
 		switch (type) {
 		case FR_CKPT:
-			rc = ckpt_decode(p, len, &rec);
+			rc = crec_decode(p, len, &rec);
 			if (rc) {
 				rc = xerr(x, rc, off, "checkpoint",
 					  "checkpoint record is damaged (%s)", rw_strerror(rc));
@@ -764,7 +764,7 @@ static int import_txn(struct store *s, MDB_txn *txn, void *arg)
 	}
 	rec.id = x->id;
 	rec.parent = 0;
-	rc = ckpt_encode(&rec, &wb);
+	rc = crec_encode(&rec, &wb);
 	if (!rc) {
 		uint8_t kb[8];
 		MDB_val k = { 8, kb }, v = { wb.len, wb.buf };
@@ -781,7 +781,7 @@ static int import_txn(struct store *s, MDB_txn *txn, void *arg)
 		x->progress(x->arg, x->r.size, x->r.size);
 out:
 	bw_free(&wb);
-	ckpt_rec_free(&rec);
+	crec_free(&rec);
 	return rc;
 }
 

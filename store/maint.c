@@ -122,19 +122,19 @@ static int del_records(struct store *s, MDB_txn *txn, uint64_t id)
 static int delete_txn(struct store *s, MDB_txn *txn, void *arg)
 {
 	struct del_ctx *d = arg;
-	struct ckpt_rec rec;
+	struct store_crec rec;
 	uint8_t kb[8];
 	MDB_val k = { 8, kb };
 	int rc;
 
 	d->freed = 0;
-	rc = ckpt_get(s, txn, d->id, &rec);
+	rc = crec_get(s, txn, d->id, &rec);
 	if (rc)
 		return rc;
 	for (size_t i = 0; i < rec.nmaps && !rc; i++)
 		if (!store_hash_is_zero(&rec.maps[i].root))
 			rc = chunk_unref(s, txn, &rec.maps[i].root, &d->freed);
-	ckpt_rec_free(&rec);
+	crec_free(&rec);
 	if (!rc)
 		rc = del_records(s, txn, d->id);
 	put_be64(kb, d->id);
@@ -195,14 +195,14 @@ int store_stats(struct store *s, struct store_stats *out)
 		goto out;
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); !mrc;
 	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		struct ckpt_rec rec;
+		struct store_crec rec;
 
 		out->checkpoints++;
-		if (ckpt_decode(v.mv_data, v.mv_size, &rec))
+		if (crec_decode(v.mv_data, v.mv_size, &rec))
 			continue;
 		for (size_t i = 0; i < rec.nmaps; i++)
 			out->logical_bytes += rec.maps[i].present * STORE_PAGE_SIZE;
-		ckpt_rec_free(&rec);
+		crec_free(&rec);
 	}
 	mdb_cursor_close(cur);
 	rc = store_mdb_err(mdb_cursor_open(txn, s->rec, &cur));
@@ -211,8 +211,8 @@ int store_stats(struct store *s, struct store_stats *out)
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); !mrc;
 	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		out->records++;
-		if (v.mv_size >= REC_HDR)
-			out->record_bytes += v.mv_size - REC_HDR;
+		if (v.mv_size >= RECDB_HDR)
+			out->record_bytes += v.mv_size - RECDB_HDR;
 	}
 	mdb_cursor_close(cur);
 	out->dedup_ratio = out->page_bytes ? (double)out->logical_bytes / (double)out->page_bytes : 0;
@@ -237,7 +237,7 @@ out:
 int store_exclusive(struct store *s, uint64_t id, uint64_t *bytes, uint64_t *chunks)
 {
 	struct hmap cur = { 0 }, next = { 0 };
-	struct ckpt_rec rec;
+	struct store_crec rec;
 	MDB_txn *txn;
 	int top = 0, rc;
 
@@ -245,7 +245,7 @@ int store_exclusive(struct store *s, uint64_t id, uint64_t *bytes, uint64_t *chu
 	rc = store_rd_begin(s, &txn);
 	if (rc)
 		return rc;
-	rc = ckpt_get(s, txn, id, &rec);
+	rc = crec_get(s, txn, id, &rec);
 	if (rc)
 		goto out;
 	for (size_t i = 0; i < rec.nmaps; i++)
@@ -308,7 +308,7 @@ int store_exclusive(struct store *s, uint64_t id, uint64_t *bytes, uint64_t *chu
 	hmap_free(&cur);
 	hmap_free(&next);
 out_rec:
-	ckpt_rec_free(&rec);
+	crec_free(&rec);
 out:
 	store_rd_end(s, txn);
 	return rc;
@@ -612,16 +612,16 @@ static int verify_ckpts(struct verify *v)
 		return rc;
 	for (mrc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); !mrc && !rc;
 	     mrc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
-		struct ckpt_rec rec;
+		struct store_crec rec;
 		uint64_t id = k.mv_size == 8 ? get_be64(k.mv_data) : 0;
 		int drc;
 
 		v->st.checkpoints++;
 		if (id > max_id)
 			max_id = id;
-		drc = ckpt_decode(val.mv_data, val.mv_size, &rec);
+		drc = crec_decode(val.mv_data, val.mv_size, &rec);
 		if (!drc && rec.id != id) {
-			ckpt_rec_free(&rec);
+			crec_free(&rec);
 			drc = RW_ECORRUPT;
 		}
 		if (drc) {
@@ -634,7 +634,7 @@ static int verify_ckpts(struct verify *v)
 			size_t cap = v->capckpts ? v->capckpts * 2 : 64;
 			uint64_t *nc = realloc(v->ckpts, cap * sizeof(*nc));
 			if (!nc) {
-				ckpt_rec_free(&rec);
+				crec_free(&rec);
 				rc = -ENOMEM;
 				break;
 			}
@@ -646,7 +646,7 @@ static int verify_ckpts(struct verify *v)
 			if (!store_hash_is_zero(&rec.maps[i].root))
 				rc = vref(v, &rec.maps[i].root, (int)rec.maps[i].height - 1,
 					  NULL, id);
-		ckpt_rec_free(&rec);
+		crec_free(&rec);
 	}
 	mdb_cursor_close(cur);
 	if (rc)
@@ -682,11 +682,11 @@ static int verify_ckpts(struct verify *v)
 			snprintf(msg, sizeof(msg), "record \"%.120s\" belongs to no checkpoint (%llu)",
 				 name, (unsigned long long)id);
 			rc = vreport(v, STORE_PROB_ORPHAN_RECORD, RW_ECORRUPT, 0, name, msg);
-		} else if (k.mv_size <= 8 || val.mv_size < REC_HDR || get_le32(p + 4)) {
+		} else if (k.mv_size <= 8 || val.mv_size < RECDB_HDR || get_le32(p + 4)) {
 			snprintf(msg, sizeof(msg), "checkpoint %llu: record \"%.120s\" is malformed",
 				 (unsigned long long)id, name);
 			rc = vreport(v, STORE_PROB_RECORD, RW_ECORRUPT, id, name, msg);
-		} else if (XXH3_64bits(p + REC_HDR, val.mv_size - REC_HDR) != get_le64(p + 8)) {
+		} else if (XXH3_64bits(p + RECDB_HDR, val.mv_size - RECDB_HDR) != get_le64(p + 8)) {
 			snprintf(msg, sizeof(msg),
 				 "checkpoint %llu: record \"%.120s\" fails its checksum",
 				 (unsigned long long)id, name);
@@ -816,16 +816,16 @@ static int verify_report_chunks(struct verify *v)
 	}
 	for (size_t c = 0; c < v->nckpts && !rc; c++) {
 		struct hmap seen;
-		struct ckpt_rec rec;
+		struct store_crec rec;
 
-		if (ckpt_get(v->s, v->txn, v->ckpts[c], &rec))
+		if (crec_get(v->s, v->txn, v->ckpts[c], &rec))
 			continue;
 		rc = hmap_init(&seen, 1024);
 		for (size_t i = 0; i < rec.nmaps && !rc; i++)
 			rc = aff_walk(v, &probset, &seen, &rec.maps[i].root,
 				      (int)rec.maps[i].height - 1, rec.id);
 		hmap_free(&seen);
-		ckpt_rec_free(&rec);
+		crec_free(&rec);
 	}
 	hmap_free(&probset);
 	for (size_t i = 0; i < v->nprobs && !rc; i++) {
@@ -909,9 +909,9 @@ static int gc_mark(struct store *s, MDB_txn *txn, struct hmap *live,
 		return rc;
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); !mrc && !rc;
 	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		struct ckpt_rec rec;
+		struct store_crec rec;
 
-		rc = ckpt_decode(v.mv_data, v.mv_size, &rec);
+		rc = crec_decode(v.mv_data, v.mv_size, &rec);
 		if (rc)
 			break;
 		if (*nids == capids) {
@@ -919,7 +919,7 @@ static int gc_mark(struct store *s, MDB_txn *txn, struct hmap *live,
 			uint64_t *ni = realloc(*ids, capids * sizeof(*ni));
 			if (!ni) {
 				rc = -ENOMEM;
-				ckpt_rec_free(&rec);
+				crec_free(&rec);
 				break;
 			}
 			*ids = ni;
@@ -950,7 +950,7 @@ static int gc_mark(struct store *s, MDB_txn *txn, struct hmap *live,
 			}
 			stack[nstack++] = rec.maps[i].root;
 		}
-		ckpt_rec_free(&rec);
+		crec_free(&rec);
 	}
 	mdb_cursor_close(cur);
 	if (!rc && mrc != MDB_NOTFOUND)

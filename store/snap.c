@@ -19,7 +19,7 @@
 
 struct store_snap {
 	struct store *s;
-	struct ckpt_rec rec;
+	struct store_crec rec;
 	uint8_t *run[2];         /* run buffers of STORE_RUN_MAX pages each,
 				    allocated on first use */
 	struct wpage *win;       /* page walk window (see Page walks) */
@@ -32,16 +32,16 @@ struct store_snap {
  * Open and close
  * =================================================================== */
 
-static int load_rec(struct store *s, MDB_txn *txn, uint64_t id, struct ckpt_rec *rec)
+static int load_rec(struct store *s, MDB_txn *txn, uint64_t id, struct store_crec *rec)
 {
-	int rc = ckpt_get(s, txn, id, rec);
+	int rc = crec_get(s, txn, id, rec);
 
 	if (!rc)
-		rc = ckpt_count_records(s, txn, id, &rec->nrecords, &rec->record_bytes);
+		rc = recdb_count(s, txn, id, &rec->nrecords, &rec->record_bytes);
 	if (!rc)
-		rc = ckpt_rec_view(rec);
+		rc = crec_view(rec);
 	if (rc)
-		ckpt_rec_free(rec);
+		crec_free(rec);
 	return rc;
 }
 
@@ -74,7 +74,7 @@ void store_snap_close(struct store_snap *sn)
 {
 	if (!sn)
 		return;
-	ckpt_rec_free(&sn->rec);
+	crec_free(&sn->rec);
 	free(sn->run[0]);
 	free(sn->run[1]);
 	free(sn->win);
@@ -88,7 +88,7 @@ const struct store_ckpt_info *store_snap_info(const struct store_snap *sn)
 	return &sn->rec.info;
 }
 
-static const struct map_rec *rec_map(const struct ckpt_rec *rec, const char *disk)
+static const struct map_rec *rec_map(const struct store_crec *rec, const char *disk)
 {
 	if (!disk)
 		return &rec->maps[0];
@@ -824,7 +824,7 @@ int store_snap_record(struct store_snap *sn, const char *name, void **data,
 		      size_t *len, uint32_t *version)
 {
 	struct store *s = sn->s;
-	uint8_t kb[REC_KEY_MAX];
+	uint8_t kb[RECDB_KEY_MAX];
 	size_t nlen = name ? strlen(name) : 0;
 	MDB_txn *txn;
 	MDB_val k, v;
@@ -834,7 +834,7 @@ int store_snap_record(struct store_snap *sn, const char *name, void **data,
 	*data = NULL;
 	if (!nlen || nlen > STORE_NAME_MAX)
 		return RW_ENOTFOUND;
-	k.mv_size = rec_key(kb, sn->rec.id, name, nlen);
+	k.mv_size = recdb_key(kb, sn->rec.id, name, nlen);
 	k.mv_data = kb;
 	rc = store_rd_begin(s, &txn);
 	if (rc)
@@ -843,21 +843,21 @@ int store_snap_record(struct store_snap *sn, const char *name, void **data,
 	if (rc)
 		goto out;
 	p = v.mv_data;
-	if (v.mv_size < REC_HDR || get_le32(p + 4) != 0) {
+	if (v.mv_size < RECDB_HDR || get_le32(p + 4) != 0) {
 		rc = RW_ECORRUPT;
 		goto out;
 	}
-	if (XXH3_64bits(p + REC_HDR, v.mv_size - REC_HDR) != get_le64(p + 8)) {
+	if (XXH3_64bits(p + RECDB_HDR, v.mv_size - RECDB_HDR) != get_le64(p + 8)) {
 		rc = RW_ECHECKSUM;
 		goto out;
 	}
-	*data = malloc(v.mv_size - REC_HDR + 1);
+	*data = malloc(v.mv_size - RECDB_HDR + 1);
 	if (!*data) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	memcpy(*data, p + REC_HDR, v.mv_size - REC_HDR);
-	*len = v.mv_size - REC_HDR;
+	memcpy(*data, p + RECDB_HDR, v.mv_size - RECDB_HDR);
+	*len = v.mv_size - RECDB_HDR;
 	if (version)
 		*version = get_le32(p);
 out:
@@ -890,7 +890,7 @@ int store_snap_foreach_record(struct store_snap *sn,
 		const uint8_t *p = v.mv_data;
 		size_t nlen = k.mv_size - 8;
 
-		if (nlen == 0 || nlen > STORE_NAME_MAX || v.mv_size < REC_HDR) {
+		if (nlen == 0 || nlen > STORE_NAME_MAX || v.mv_size < RECDB_HDR) {
 			rc = RW_ECORRUPT;
 			break;
 		}
@@ -898,7 +898,7 @@ int store_snap_foreach_record(struct store_snap *sn,
 		name[nlen] = 0;
 		ri.name = name;
 		ri.version = get_le32(p);
-		ri.len = v.mv_size - REC_HDR;
+		ri.len = v.mv_size - RECDB_HDR;
 		ri.checksum = get_le64(p + 8);
 		rc = fn(arg, &ri);
 		if (rc)
@@ -933,7 +933,7 @@ int store_list(struct store *s,
 		goto out;
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
 	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		struct ckpt_rec rec;
+		struct store_crec rec;
 
 		if (k.mv_size != 8) {
 			rc = RW_ECORRUPT;
@@ -943,7 +943,7 @@ int store_list(struct store *s,
 		if (rc)
 			break;
 		rc = fn(arg, &rec.info);
-		ckpt_rec_free(&rec);
+		crec_free(&rec);
 		if (rc)
 			break;
 	}
@@ -1042,7 +1042,7 @@ int store_diff(struct store *s, uint64_t a, uint64_t b, const char *disk,
 	       store_range_fn fn, void *arg, struct store_diff_stats *stats)
 {
 	static const struct map_rec empty = { .height = 1 };
-	struct ckpt_rec ra, rb;
+	struct store_crec ra, rb;
 	struct dwalk d = { .s = s, .fn = fn, .arg = arg,
 			   .verify = !(s->flags & STORE_OPEN_NO_READ_VERIFY) };
 	const struct map_rec *ma, *mb;
@@ -1052,10 +1052,10 @@ int store_diff(struct store *s, uint64_t a, uint64_t b, const char *disk,
 	rc = store_rd_begin(s, &d.txn);
 	if (rc)
 		return rc;
-	rc = ckpt_get(s, d.txn, a, &ra);
+	rc = crec_get(s, d.txn, a, &ra);
 	if (rc)
 		goto out;
-	rc = ckpt_get(s, d.txn, b, &rb);
+	rc = crec_get(s, d.txn, b, &rb);
 	if (rc)
 		goto out_a;
 	ma = rec_map(&ra, disk);
@@ -1076,9 +1076,9 @@ int store_diff(struct store *s, uint64_t a, uint64_t b, const char *disk,
 	if (stats)
 		*stats = d.st;
 out_b:
-	ckpt_rec_free(&rb);
+	crec_free(&rb);
 out_a:
-	ckpt_rec_free(&ra);
+	crec_free(&ra);
 out:
 	store_rd_end(s, d.txn);
 	return rc;

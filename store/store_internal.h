@@ -168,14 +168,14 @@ unsigned tree_height(uint64_t npages);
 /* Pages under one node of a level: FANOUT^(level+1), saturating. */
 uint64_t tree_span(unsigned level);
 
-/* ---- checkpoint records (record.c) ---- */
+/* ---- checkpoint records (crec.c) ---- */
 struct map_rec {
 	char *name;               /* NULL = memory */
 	uint64_t npages, present;
 	unsigned height;
 	struct store_hash root;
 };
-struct ckpt_rec {
+struct store_crec {
 	uint64_t id, parent, time_ns;
 	char *label;
 	void *config;
@@ -189,21 +189,24 @@ struct ckpt_rec {
 	struct store_map_info *infos;   /* view for store_ckpt_info */
 	struct store_ckpt_info info;
 };
-int ckpt_encode(const struct ckpt_rec *c, struct byte_writer *w);
+int crec_encode(const struct store_crec *c, struct byte_writer *w);
 /* Decode and validate (checksum, limits, heights). */
-int ckpt_decode(const void *data, size_t len, struct ckpt_rec *c);
-void ckpt_rec_free(struct ckpt_rec *c);
+int crec_decode(const void *data, size_t len, struct store_crec *c);
+void crec_free(struct store_crec *c);
 /* Fill c->info from the other fields (pointers into c). */
-int ckpt_rec_view(struct ckpt_rec *c);
+int crec_view(struct store_crec *c);
 /* Read checkpoint id; RW_ENOTFOUND if absent. */
-int ckpt_get(struct store *s, MDB_txn *txn, uint64_t id, struct ckpt_rec *c);
-/* Count records of id (and their bytes). */
-int ckpt_count_records(struct store *s, MDB_txn *txn, uint64_t id,
-		       size_t *n, uint64_t *bytes);
+int crec_get(struct store *s, MDB_txn *txn, uint64_t id, struct store_crec *c);
+
+/* ---- named records: the record DB (crec.c) ---- */
+/* Count records of checkpoint id (and their data bytes). */
+int recdb_count(struct store *s, MDB_txn *txn, uint64_t id, size_t *n,
+		uint64_t *bytes);
 /* Record DB key: be64 id | name. */
-size_t rec_key(uint8_t *buf, uint64_t id, const char *name, size_t namelen);
-#define REC_HDR 16
-#define REC_KEY_MAX (8 + STORE_NAME_MAX)
+size_t recdb_key(uint8_t *buf, uint64_t id, const char *name, size_t namelen);
+/* Record DB value: u32 version | u32 0 | u64 XXH3-64 of the data | data. */
+#define RECDB_HDR 16
+#define RECDB_KEY_MAX (8 + STORE_NAME_MAX)
 
 /* Meta values. */
 int meta_get_u64(struct store *s, MDB_txn *txn, const char *key, uint64_t *v);

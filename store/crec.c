@@ -1,6 +1,6 @@
 /*
- * record.c - the checkpoint record (written with the base's byte serialiser,
- * codec.h) and the keys of named records.
+ * crec.c - the store's checkpoint record (written with the base's byte
+ * serialiser, codec.h), and the keys of the record DB's named records.
  *
  * Checkpoint record, version 1 (little-endian, field by field):
  *
@@ -22,15 +22,15 @@
 
 #include "store_internal.h"
 
-#define CKPT_MAGIC 0x4b435752u
-#define CKPT_VERSION 1
+#define CREC_MAGIC 0x4b435752u
+#define CREC_VERSION 1
 
-int ckpt_encode(const struct ckpt_rec *c, struct byte_writer *w)
+int crec_encode(const struct store_crec *c, struct byte_writer *w)
 {
 	size_t llen = c->label ? strlen(c->label) : 0;
 
-	bw_put_u32(w, CKPT_MAGIC);
-	bw_put_u16(w, CKPT_VERSION);
+	bw_put_u32(w, CREC_MAGIC);
+	bw_put_u16(w, CREC_VERSION);
 	bw_put_u16(w, 0);
 	bw_put_u64(w, c->id);
 	bw_put_u64(w, c->parent);
@@ -85,7 +85,7 @@ static char *take_str(struct byte_reader *r, size_t len)
 	return s;
 }
 
-int ckpt_decode(const void *data, size_t len, struct ckpt_rec *c)
+int crec_decode(const void *data, size_t len, struct store_crec *c)
 {
 	struct byte_reader r;
 	uint32_t n;
@@ -96,9 +96,9 @@ int ckpt_decode(const void *data, size_t len, struct ckpt_rec *c)
 	if (XXH3_64bits(data, len - 8) != get_le64((const uint8_t *)data + len - 8))
 		return RW_ECHECKSUM;
 	br_init(&r, data, len - 8);
-	if (br_get_u32(&r) != CKPT_MAGIC)
+	if (br_get_u32(&r) != CREC_MAGIC)
 		return RW_ECORRUPT;
-	if (br_get_u16(&r) != CKPT_VERSION)
+	if (br_get_u16(&r) != CREC_VERSION)
 		return RW_EVERSION;
 	br_get_u16(&r);
 	c->id = br_get_u64(&r);
@@ -164,11 +164,11 @@ int ckpt_decode(const void *data, size_t len, struct ckpt_rec *c)
 	c->stats.new_nodes = br_get_u64(&r);
 	c->stats.commit_ns = br_get_u64(&r);
 	if (br_end(&r))
-		ckpt_rec_free(c);
+		crec_free(c);
 	return r.err;
 }
 
-void ckpt_rec_free(struct ckpt_rec *c)
+void crec_free(struct store_crec *c)
 {
 	for (size_t i = 0; i < c->nmaps; i++)
 		free(c->maps[i].name);
@@ -188,7 +188,7 @@ static void map_info(const struct map_rec *m, struct store_map_info *i)
 	i->root = m->root;
 }
 
-int ckpt_rec_view(struct ckpt_rec *c)
+int crec_view(struct store_crec *c)
 {
 	struct store_ckpt_info *i = &c->info;
 
@@ -216,7 +216,7 @@ int ckpt_rec_view(struct ckpt_rec *c)
 	return 0;
 }
 
-int ckpt_get(struct store *s, MDB_txn *txn, uint64_t id, struct ckpt_rec *c)
+int crec_get(struct store *s, MDB_txn *txn, uint64_t id, struct store_crec *c)
 {
 	uint8_t kb[8];
 	MDB_val k = { 8, kb }, v;
@@ -226,23 +226,23 @@ int ckpt_get(struct store *s, MDB_txn *txn, uint64_t id, struct ckpt_rec *c)
 	rc = store_mdb_err(mdb_get(txn, s->ckpt, &k, &v));
 	if (rc)
 		return rc;
-	rc = ckpt_decode(v.mv_data, v.mv_size, c);
+	rc = crec_decode(v.mv_data, v.mv_size, c);
 	if (!rc && c->id != id) {
-		ckpt_rec_free(c);
+		crec_free(c);
 		rc = RW_ECORRUPT;
 	}
 	return rc;
 }
 
-size_t rec_key(uint8_t *buf, uint64_t id, const char *name, size_t namelen)
+size_t recdb_key(uint8_t *buf, uint64_t id, const char *name, size_t namelen)
 {
 	put_be64(buf, id);
 	memcpy(buf + 8, name, namelen);
 	return 8 + namelen;
 }
 
-int ckpt_count_records(struct store *s, MDB_txn *txn, uint64_t id, size_t *n,
-		       uint64_t *bytes)
+int recdb_count(struct store *s, MDB_txn *txn, uint64_t id, size_t *n,
+		uint64_t *bytes)
 {
 	MDB_cursor *cur;
 	uint8_t kb[8];
@@ -258,8 +258,8 @@ int ckpt_count_records(struct store *s, MDB_txn *txn, uint64_t id, size_t *n,
 	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	while (rc == 0 && k.mv_size >= 8 && get_be64(k.mv_data) == id) {
 		(*n)++;
-		if (v.mv_size >= REC_HDR)
-			*bytes += v.mv_size - REC_HDR;
+		if (v.mv_size >= RECDB_HDR)
+			*bytes += v.mv_size - RECDB_HDR;
 		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}
 	mdb_cursor_close(cur);
