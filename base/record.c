@@ -35,9 +35,6 @@ uint32_t rec_kind_id(const char *kind)
 
 /* ------------------------------------------------------------------ writer */
 
-_Static_assert(offsetof(struct rec_writer, err) == offsetof(struct rec_writer, out.err) &&
-	       offsetof(struct rec_writer, len) == offsetof(struct rec_writer, out.len),
-	       "rec_writer's names for its byte writer's fields");
 
 void rec_writer_init(struct rec_writer *w, const char *kind, uint32_t version)
 {

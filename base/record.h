@@ -73,21 +73,8 @@
 /* ------------------------------------------------------------------ writer */
 
 struct rec_writer {
-	/*
-	 * Header + payload, none until the first put. The byte writer's error
-	 * is the writer's sticky error; callers read it as w->err, so its
-	 * fields are named here too (the same storage: a common initial
-	 * sequence of the union's two structs).
-	 */
-	union {
-		struct byte_writer out;
-		struct {
-			uint8_t *buf;
-			size_t len;
-			size_t cap;
-			int err;     /* first error, sticky */
-		};
-	};
+	struct byte_writer out; /* header + payload, none until the first put;
+				   its error is the writer's sticky error */
 	uint32_t kind;
 	uint32_t version;
 	unsigned depth;      /* open tagged fields */
@@ -132,6 +119,12 @@ int rec_put_str(struct rec_writer *w, const char *s);
 int rec_tag_begin(struct rec_writer *w, uint16_t tag);
 int rec_tag_end(struct rec_writer *w);
 int rec_put_tagged(struct rec_writer *w, uint16_t tag, const void *p, size_t n);
+
+/* The writer's sticky error (0 if none). */
+static inline int rec_writer_error(const struct rec_writer *w)
+{
+	return w->out.err;
+}
 
 /* Payload bytes written so far. */
 size_t rec_payload_len(const struct rec_writer *w);

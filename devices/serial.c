@@ -717,7 +717,7 @@ static int serial_save(const struct device *dev, struct rec_writer *w)
 	rec_put_u8(w, st->rx_count);
 	rec_put_bytes(w, st->rx, st->rx_count);
 	pthread_mutex_unlock(&s->lock);
-	return w->err;
+	return rec_writer_error(w);
 }
 
 /*

@@ -427,7 +427,7 @@ static int blk_save(const struct device *dev, struct rec_writer *w)
 		rec_put_u64(w, count);
 	}
 	virtio_mmio_unlock(&b->t);
-	return w->err;
+	return rec_writer_error(w);
 }
 
 static int blk_parse(const struct virtio_blk *b, struct rec_reader *r, uint32_t version,
