@@ -180,7 +180,7 @@ static void report_json(json_t *o, const struct ckpt_report *rep)
 
 static const char *const no_fields[] = { NULL };
 static const char *const checkpoint_fields[] = { "label", NULL };
-static const char *const rollback_fields[] = { "id", NULL };
+static const char *const rollback_fields[] = { "id", NULL }; /* also pin, unpin */
 
 static int cmd_checkpoint(struct request *r)
 {
@@ -233,6 +233,41 @@ static int cmd_rollback(struct request *r)
 	return 0;
 }
 
+static int cmd_pin_unpin(struct request *r, bool pin)
+{
+	const char *name = pin ? "pin" : "unpin";
+	json_t *jv = json_object_get(r->req, "id");
+	uint64_t id;
+	int ret;
+
+	if (!jv)
+		return req_fail(r, -EINVAL, "%s: missing \"id\" (a checkpoint id)", name);
+	if (!json_is_integer(jv) || json_integer_value(jv) <= 0)
+		return req_fail(r, -EINVAL, "%s: \"id\" must be a positive integer, not %s", name,
+				jtype(jv));
+	id = (uint64_t)json_integer_value(jv);
+	ret = machine_pin(r->c->m, id, pin);
+	if (ret == -ENOSYS)
+		return req_fail(r, ret, "%s: this VM has no store (run it with --store DIR)", name);
+	if (ret == RW_ENOTFOUND)
+		return req_fail(r, ret, "%s: no checkpoint %" PRIu64 " in the store", name, id);
+	if (ret)
+		return req_fail(r, ret, "%s %" PRIu64 " failed: %s", name, id, rw_strerror(ret));
+	json_object_set_new(r->reply, "id", json_integer((json_int_t)id));
+	json_object_set_new(r->reply, "pinned", json_boolean(pin));
+	return 0;
+}
+
+static int cmd_pin(struct request *r)
+{
+	return cmd_pin_unpin(r, true);
+}
+
+static int cmd_unpin(struct request *r)
+{
+	return cmd_pin_unpin(r, false);
+}
+
 static int cmd_pause(struct request *r)
 {
 	int ret = machine_pause(r->c->m);
@@ -274,6 +309,7 @@ static int cmd_status(struct request *r)
 	json_object_set_new(o, "checkpoints", json_integer((json_int_t)st.checkpoints));
 	json_object_set_new(o, "last_id", jid(st.last_id));
 	json_object_set_new(o, "head_id", jid(st.head_id));
+	json_object_set_new(o, "pinned", json_integer(st.pinned));
 	if (st.last.id || st.last.err) {
 		last = json_object();
 		report_json(last, &st.last);
@@ -305,6 +341,8 @@ struct control_cmd {
 static const struct control_cmd control_cmds[] = {
 	{ "checkpoint", checkpoint_fields, cmd_checkpoint },
 	{ "rollback", rollback_fields, cmd_rollback },
+	{ "pin", rollback_fields, cmd_pin },
+	{ "unpin", rollback_fields, cmd_unpin },
 	{ "pause", no_fields, cmd_pause },
 	{ "resume", no_fields, cmd_resume },
 	{ "status", no_fields, cmd_status },

@@ -79,7 +79,8 @@ void machine_release(struct machine *m)
  *      the guest runs (persist.c); the machine stays taken until then
  *   4. with wait, wait for the commit and report it
  */
-int machine_checkpoint(struct machine *m, const char *label, bool wait, struct ckpt_report *rep)
+static int checkpoint(struct machine *m, const char *label, bool wait, bool periodic,
+		      struct ckpt_report *rep)
 {
 	struct capture *c = NULL;
 	int ret;
@@ -105,6 +106,7 @@ int machine_checkpoint(struct machine *m, const char *label, bool wait, struct c
 	}
 	pthread_mutex_lock(&m->lock);
 	c->waited = wait;
+	c->periodic = periodic;
 	persist_hand_over(m, c);                                      /* 3 */
 	if (wait) {                                                   /* 4 */
 		while (!c->done)
@@ -113,6 +115,64 @@ int machine_checkpoint(struct machine *m, const char *label, bool wait, struct c
 			*rep = c->rep;
 		ret = c->rep.err;
 		capture_free(c);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return ret;
+}
+
+int machine_checkpoint(struct machine *m, const char *label, bool wait, struct ckpt_report *rep)
+{
+	return checkpoint(m, label, wait, false, rep);
+}
+
+int machine_checkpoint_periodic(struct machine *m, struct ckpt_report *rep)
+{
+	return checkpoint(m, "periodic", false, true, rep);
+}
+
+bool machine_pinned_locked(struct machine *m, uint64_t id)
+{
+	for (unsigned i = 0; i < m->npins; i++)
+		if (m->pins[i] == id)
+			return true;
+	return false;
+}
+
+bool machine_pinned(struct machine *m, uint64_t id)
+{
+	pthread_mutex_lock(&m->lock);
+	bool pinned = machine_pinned_locked(m, id);
+	pthread_mutex_unlock(&m->lock);
+	return pinned;
+}
+
+int machine_pin(struct machine *m, uint64_t id, bool pin)
+{
+	struct store_snap *sn;
+	int ret = 0;
+
+	if (!m->store)
+		return -ENOSYS;
+	if (pin) {
+		ret = store_snap_open(m->store, id, &sn); /* it exists */
+		if (ret)
+			return ret;
+		store_snap_close(sn);
+	}
+	pthread_mutex_lock(&m->lock);
+	bool has = machine_pinned_locked(m, id);
+	if (pin && !has) {
+		uint64_t *p = realloc(m->pins, (m->npins + 1) * sizeof(*p));
+		if (!p)
+			ret = -ENOMEM;
+		else {
+			m->pins = p;
+			m->pins[m->npins++] = id;
+		}
+	} else if (!pin && has) {
+		for (unsigned i = 0; i < m->npins; i++)
+			if (m->pins[i] == id)
+				m->pins[i] = m->pins[--m->npins];
 	}
 	pthread_mutex_unlock(&m->lock);
 	return ret;
@@ -350,6 +410,7 @@ void machine_destroy(struct machine *m)
 	store_close(m->store);
 	free(m->config_blob);
 	free(m->own);
+	free(m->pins);
 	free(m->store_dir);
 	pthread_mutex_destroy(&m->lock);
 	pthread_cond_destroy(&m->cond);
@@ -446,6 +507,7 @@ void machine_status(struct machine *m, struct machine_status *st)
 	st->last = m->last;
 	st->keep = m->keep;
 	st->deleted = m->deleted;
+	st->pinned = m->npins;
 	pthread_mutex_unlock(&m->lock);
 	if (m->store_dir) {
 		snprintf(path, sizeof(path), "%s/data.mdb", m->store_dir);

@@ -50,12 +50,24 @@ struct machine_opts {
 };
 
 /*
- * Keep only the keep most recent checkpoints this machine committed (0 =
- * keep all): after each commit the writer deletes older ones, freeing their
- * chunks in the delete's transaction. The checkpoint the running state
- * descends from (the head, e.g. after a rollback) is never deleted.
+ * Keep only the keep most recent periodic checkpoints this machine
+ * committed (0 = keep all): after each commit the writer deletes older ones,
+ * freeing their chunks in the delete's transaction. Retention touches
+ * nothing else: a checkpoint taken by hand (control socket), by the guest,
+ * or with a label is kept until it is removed, and so is a pinned one and
+ * the one the running state descends from (the head, e.g. after a
+ * rollback).
  */
 void machine_set_retention(struct machine *m, unsigned keep);
+
+/*
+ * Pin checkpoint id (retention never deletes it) or unpin it. Returns 0,
+ * RW_ENOTFOUND (no such checkpoint in the store), -ENOSYS (no store) or
+ * -ENOMEM.
+ */
+int machine_pin(struct machine *m, uint64_t id, bool pin) RW_MUST_CHECK;
+/* Is id pinned? */
+bool machine_pinned(struct machine *m, uint64_t id);
 
 /* Snapshot of a machine for `status`. */
 struct machine_status {
@@ -72,6 +84,7 @@ struct machine_status {
 	uint64_t store_bytes;       /* size of the store's files, 0 without one */
 	unsigned keep;              /* retention, 0 = all */
 	uint64_t deleted;           /* checkpoints retention deleted */
+	unsigned pinned;            /* checkpoints pinned */
 };
 
 /* Build a VM from cfg (board devices included) and boot cfg->kernel. */
@@ -101,6 +114,11 @@ struct dirty_tracker *machine_dirty(struct machine *m);
  */
 int machine_checkpoint(struct machine *m, const char *label, bool wait,
 		       struct ckpt_report *rep) RW_MUST_CHECK;
+/*
+ * machine_checkpoint() for the periodic scheduler: without wait, labelled
+ * "periodic", and subject to retention (machine_set_retention).
+ */
+int machine_checkpoint_periodic(struct machine *m, struct ckpt_report *rep) RW_MUST_CHECK;
 /* Bring the running VM back to checkpoint id, in place. */
 int machine_rollback(struct machine *m, uint64_t id) RW_MUST_CHECK;
 int machine_pause(struct machine *m) RW_MUST_CHECK;

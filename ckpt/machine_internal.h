@@ -54,6 +54,7 @@ struct capture {
 	struct ckpt_report rep;
 	bool done;
 	bool waited;              /* a caller waits and frees; else the writer frees */
+	bool periodic;            /* the scheduler's: retention may delete it */
 };
 
 /*
@@ -97,11 +98,13 @@ struct machine {
 	size_t config_len;
 	unsigned inject_failures;  /* test hook: persists to fail part-way */
 
-	/* retention: ids this machine committed, oldest first */
+	/* retention: periodic ids this machine committed, oldest first */
 	unsigned keep;
 	uint64_t *own;
 	unsigned nown, capown;
 	uint64_t deleted;
+	uint64_t *pins;            /* pinned ids, unordered */
+	unsigned npins;
 
 	struct copier copier;
 
@@ -127,6 +130,8 @@ int machine_quiesce_devices(struct vm *vm, bool resume);
 
 /* capture.c */
 int capture_take(struct machine *m, const char *label, struct capture **out) RW_MUST_CHECK;
+/* m->lock held */
+bool machine_pinned_locked(struct machine *m, uint64_t id);
 /* Changed pages and blocks back to the checkpoint epoch: nothing was stored. */
 void capture_give_back(struct machine *m, struct capture *c);
 void capture_free(struct capture *c);

@@ -109,8 +109,9 @@ static int persist(struct machine *m, struct capture *c, uint64_t *id, struct st
 }
 
 /*
- * After a commit: remember the id, and delete the oldest of this machine's
- * checkpoints beyond the retention count, never the head. Writer thread.
+ * After a periodic checkpoint's commit: remember the id, and delete the
+ * oldest of this machine's periodic checkpoints beyond the retention count,
+ * never the head or a pinned one. Writer thread.
  */
 static void retain(struct machine *m, uint64_t id)
 {
@@ -137,7 +138,7 @@ static void retain(struct machine *m, uint64_t id)
 		pthread_mutex_lock(&m->lock);
 		if (m->nown > keep) {
 			for (at = 0; at < m->nown - keep; at++)
-				if (m->own[at] != m->head_id)
+				if (m->own[at] != m->head_id && !machine_pinned_locked(m, m->own[at]))
 					break;
 			if (at < m->nown - keep)
 				victim = m->own[at];
@@ -213,7 +214,7 @@ static void *writer_thread(void *arg)
 			m->last_id = id;
 		}
 		pthread_mutex_unlock(&m->lock);
-		if (ret == 0)
+		if (ret == 0 && c->periodic)
 			retain(m, id);
 		if (m->opts.on_report)
 			m->opts.on_report(m->opts.opaque, &c->rep);

@@ -45,7 +45,7 @@ static void *sched_thread(void *arg)
 			pthread_mutex_lock(&s->lock);
 			break;
 		}
-		int ret = machine_checkpoint(s->m, "periodic", false, NULL);
+		int ret = machine_checkpoint_periodic(s->m, NULL);
 
 		pthread_mutex_lock(&s->lock);
 		if (ret == 0) {

@@ -117,6 +117,13 @@ static void print_rollback(json_t *reply)
 	printf("rolled back to checkpoint %" PRIu64 "\n", jget_u64(reply, "id"));
 }
 
+static void print_pin(json_t *reply)
+{
+	printf("checkpoint %" PRIu64 " %s\n", jget_u64(reply, "id"),
+	       json_is_true(json_object_get(reply, "pinned")) ? "pinned: retention keeps it"
+							       : "unpinned");
+}
+
 static void print_pause(json_t *reply)
 {
 	printf("paused\n");
@@ -267,16 +274,31 @@ static int build_checkpoint(json_t *req, char **args, int nargs)
 	return 0;
 }
 
-static int build_rollback(json_t *req, char **args, int nargs)
+static int build_id(const char *cmd, json_t *req, const char *arg)
 {
 	uint64_t id;
 
-	if (rw_parse_uint(args[0], 1, INT64_MAX, &id)) {
-		usage_error("rollback: ID must be a checkpoint number, 1 or more (got '%s')", args[0]);
+	if (rw_parse_uint(arg, 1, INT64_MAX, &id)) {
+		usage_error("%s: ID must be a checkpoint number, 1 or more (got '%s')", cmd, arg);
 		return -EINVAL;
 	}
 	json_object_set_new(req, "id", json_integer((json_int_t)id));
 	return 0;
+}
+
+static int build_rollback(json_t *req, char **args, int nargs)
+{
+	return build_id("rollback", req, args[0]);
+}
+
+static int build_pin(json_t *req, char **args, int nargs)
+{
+	return build_id("pin", req, args[0]);
+}
+
+static int build_unpin(json_t *req, char **args, int nargs)
+{
+	return build_id("unpin", req, args[0]);
 }
 
 static const struct ctl_cmd ctl_cmds[] = {
@@ -284,6 +306,8 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  build_checkpoint, print_checkpoint },
 	{ "rollback", "ID", "bring the VM back to checkpoint ID", 1, 1, build_rollback,
 	  print_rollback },
+	{ "pin", "ID", "keep checkpoint ID whatever --keep says", 1, 1, build_pin, print_pin },
+	{ "unpin", "ID", "let retention delete checkpoint ID again", 1, 1, build_unpin, print_pin },
 	{ "pause", "", "stop the vCPUs", 0, 0, build_none, print_pause },
 	{ "resume", "", "let paused vCPUs run again", 0, 0, build_none, print_resume },
 	{ "status", "", "state, memory, store, last checkpoint", 0, 0, build_none, print_status },
@@ -425,7 +449,7 @@ int cli_ctl_main(int argc, char **argv)
 	if (npos < 1)
 		return usage_error("missing the control socket PATH");
 	if (npos < 2)
-		return usage_error("missing a COMMAND (checkpoint, rollback, pause, resume, status, quit)");
+		return usage_error("missing a COMMAND (checkpoint, rollback, pin, unpin, pause, resume, status, quit)");
 	if (!pos[0][0] || strlen(pos[0]) >= sizeof(sa.sun_path))
 		return usage_error("control socket path '%s' is %s (at most %zu bytes)", pos[0],
 				   pos[0][0] ? "too long" : "empty", sizeof(sa.sun_path) - 1);

@@ -74,8 +74,9 @@ static void usage(FILE *f)
 		"      --checkpoint-every DURATION  take a checkpoint every DURATION (200ms, 5s);\n"
 		"                        one still persisting when the next is due makes\n"
 		"                        that one skipped (and reported), never queued\n"
-		"      --keep N          keep the N most recent checkpoints of this run; older\n"
-		"                        ones are deleted and their chunks freed\n"
+		"      --keep N          keep the N most recent periodic checkpoints of this run;\n"
+		"                        older ones are deleted and their chunks freed (never\n"
+		"                        one taken by hand, by the guest or pinned: ctl pin ID)\n"
 		"  restore recreates the VM from checkpoint ID alone and continues it.\n"
 		"\n"
 		"Inspect and manage a checkpoint store:\n");

@@ -120,3 +120,119 @@ Test(schedule, flags_need_a_store)
 	cr_assert(strstr(r.err, "--checkpoint-every"), "%s", r.err);
 	cli_result_free(&r);
 }
+
+/* `rewind ctl SOCK ARGS... --json`, parsed; the reply must be ok. */
+static json_t *ctl_ok(const char *sock, const char *cmd, const char *arg)
+{
+	const char *argv[] = { "rewind", "ctl", sock, cmd, arg ? arg : "--json", arg ? "--json" : NULL,
+			       NULL };
+	struct cli_result r;
+
+	cr_assert_eq(cli_run(argv, NULL, 60, 0, &r), 0);
+	cr_assert_eq(r.status, 0, "ctl %s: %s%s", cmd, r.out, r.err);
+	json_t *j = json_loads(r.out, 0, NULL);
+	cr_assert_not_null(j, "ctl %s --json: %s", cmd, r.out);
+	cli_result_free(&r);
+	return j;
+}
+
+/* The ids and labels `rewind ls --json` lists. */
+static json_t *list(const char *store)
+{
+	const char *ls[] = { "rewind", "ls", "--store", store, "--json", NULL };
+	struct cli_result r;
+
+	cr_assert_eq(cli_run(ls, NULL, 30, 0, &r), 0);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *l = json_loads(r.out, 0, NULL);
+	cr_assert_not_null(l, "ls --json: %s", r.out);
+	cli_result_free(&r);
+	json_t *arr = json_is_array(l) ? l : json_object_get(l, "checkpoints");
+	cr_assert(json_is_array(arr), "ls --json");
+	json_incref(arr);
+	json_decref(l);
+	return arr;
+}
+
+static bool listed(json_t *arr, json_int_t id)
+{
+	size_t i;
+	json_t *c;
+
+	json_array_foreach(arr, i, c)
+		if (json_integer_value(json_object_get(c, "id")) == id)
+			return true;
+	return false;
+}
+
+Test(schedule, retention_keeps_what_the_user_chose, .timeout = 300)
+{
+	rw_test_require_kvm();
+	const char *dir = rw_test_tmpdir("sched-keep");
+	char store[4200], sock[4200], err[4200], id[32];
+	snprintf(store, sizeof(store), "%s/store", dir);
+	snprintf(sock, sizeof(sock), "%s/ctl", dir);
+	snprintf(err, sizeof(err), "%s/stderr.txt", dir);
+	const char *argv[] = { REWIND_BIN, "run", "--kernel", rw_test_guest("counter"), "--args",
+			       "n=4000000000", "--no-stdin", "--store", store, "--checkpoint-every",
+			       "50ms", "--keep", "2", "--control", sock, NULL };
+	pid_t pid = spawn_rewind(argv, err);
+	json_t *st = NULL;
+
+	for (int i = 0; i < 600 && !st; i++) {
+		usleep(50 * 1000);
+		st = status(sock);
+	}
+	cr_assert_not_null(st, "the control socket never came up");
+	json_decref(st);
+
+	/* one by hand with a label, one by hand without, and a pinned periodic one */
+	json_t *a = ctl_ok(sock, "checkpoint", "mine");
+	json_int_t labelled = json_integer_value(json_object_get(a, "id"));
+	json_decref(a);
+	a = ctl_ok(sock, "checkpoint", NULL);
+	json_int_t by_hand = json_integer_value(json_object_get(a, "id"));
+	json_decref(a);
+	json_int_t periodic = 0;
+	for (int i = 0; i < 200 && !periodic; i++) {
+		json_t *l = list(store);
+		size_t k;
+		json_t *c;
+		json_array_foreach(l, k, c) {
+			json_int_t cid = json_integer_value(json_object_get(c, "id"));
+			if (cid > by_hand)
+				periodic = cid;
+		}
+		json_decref(l);
+		usleep(50 * 1000);
+	}
+	cr_assert_gt(periodic, 0, "no periodic checkpoint after the manual ones");
+	snprintf(id, sizeof(id), "%lld", (long long)periodic);
+	json_decref(ctl_ok(sock, "pin", id));
+
+	/* many periods later, retention has deleted older periodic ones only */
+	json_int_t n = 0;
+	for (int i = 0; i < 1200 && n < 25; i++) {
+		usleep(100 * 1000);
+		st = status(sock);
+		if (st)
+			n = json_integer_value(json_object_get(st, "checkpoints"));
+		json_decref(st);
+	}
+	cr_assert_geq(n, 25, "only %lld checkpoints were taken", (long long)n);
+	json_t *l = list(store);
+	cr_assert(listed(l, labelled), "retention deleted the labelled checkpoint %lld", (long long)labelled);
+	cr_assert(listed(l, by_hand), "retention deleted the checkpoint taken by hand %lld", (long long)by_hand);
+	cr_assert(listed(l, periodic), "retention deleted the pinned checkpoint %lld", (long long)periodic);
+	/* the three kept ones, the 2 most recent periodic ones, maybe the head */
+	cr_assert_leq(json_array_size(l), 6, "%zu checkpoints left", json_array_size(l));
+	json_decref(l);
+
+	const char *quit[] = { "rewind", "ctl", sock, "quit", NULL };
+	struct cli_result r;
+	cr_assert_eq(cli_run(quit, NULL, 30, 0, &r), 0);
+	cli_result_free(&r);
+	int ws;
+	cr_assert_eq(waitpid(pid, &ws, 0), pid);
+	cr_assert(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "rewind exited with %d", ws);
+}
