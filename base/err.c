@@ -25,6 +25,7 @@ static const struct err_desc rw_errs[] = {
 	{ RW_EPOISONED, "RW_EPOISONED", "an earlier step failed; only abort is allowed" },
 	{ RW_ELIMIT, "RW_ELIMIT", "beyond a hard limit" },
 	{ RW_EINJECTED, "RW_EINJECTED", "injected failure" },
+	{ RW_ENOKVM, "RW_ENOKVM", "KVM is not available" },
 };
 
 static const struct err_desc *rw_find(int err)

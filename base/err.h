@@ -30,7 +30,8 @@ enum rw_err {
 	RW_EPOISONED = -1012,  /* an earlier step failed; only abort is allowed */
 	RW_ELIMIT = -1013,     /* a size or count is beyond a hard limit */
 	RW_EINJECTED = -1014,  /* failure injected by a test hook */
-	RW_ELAST = -1014,
+	RW_ENOKVM = -1015,     /* KVM cannot be opened (missing, no permission) */
+	RW_ELAST = -1015,
 };
 
 /* Message for a code from either band; never NULL, never freed. */

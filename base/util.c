@@ -1,6 +1,7 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -170,4 +171,18 @@ void rw_thread_stop(pthread_t t, pthread_mutex_t *lock, pthread_cond_t *cond, bo
 	pthread_cond_broadcast(cond);
 	pthread_mutex_unlock(lock);
 	pthread_join(t, NULL);
+}
+
+bool rw_dir_is_empty(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	bool empty = true;
+
+	if (!d)
+		return false;
+	while (empty && (e = readdir(d)))
+		empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+	closedir(d);
+	return empty;
 }

@@ -53,6 +53,9 @@ int rw_write_all(int fd, const void *buf, size_t len);
 int rw_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 int rw_pread_all(int fd, void *buf, size_t len, uint64_t off);
 
+/* Does directory path hold no entry but . and ..? (false if unreadable) */
+bool rw_dir_is_empty(const char *path);
+
 /*
  * A helper thread that must never take a signal meant for a vCPU: fn runs
  * with every signal blocked. Returns 0 or -errno.

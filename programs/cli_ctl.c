@@ -419,7 +419,7 @@ int cli_ctl_main(int argc, char **argv)
 {
 	const struct ctl_cmd *cmd = NULL;
 	char *pos[8], *line = NULL, *reply_text = NULL;
-	int npos = 0, rc = EXIT_RUNTIME;
+	int npos = 0, rc = EXIT_RUNTIME, ret;
 	bool json = false, opts_done = false;
 	json_t *req = NULL, *reply = NULL;
 	json_error_t jerr;
@@ -489,8 +489,13 @@ int cli_ctl_main(int argc, char **argv)
 		line = p;
 		memcpy(line + n, "\n", 2);
 	}
-	if (exchange(pos[0], line, &reply_text))
+	ret = exchange(pos[0], line, &reply_text);
+	if (ret) {
+		/* no socket at that path is a wrong argument, not a failure */
+		if (ret == -ENOENT || ret == -ENOTDIR || ret == -ENOTSOCK)
+			rc = EXIT_USAGE;
 		goto out;
+	}
 	reply = json_loads(reply_text, 0, &jerr);
 	if (!json_is_object(reply) || !json_is_boolean(json_object_get(reply, "ok"))) {
 		rw_error("ctl: control socket %s sent a malformed reply: %.200s", pos[0], reply_text);

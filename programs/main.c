@@ -7,6 +7,7 @@
  * fault, emulation failure, failed VM entry).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <getopt.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "cli_ctl.h"
@@ -23,6 +25,7 @@
 #include "disk.h"
 #include "machine.h"
 #include "schedule.h"
+#include "store.h"
 #include "err.h"
 #include "log.h"
 #include "util.h"
@@ -100,6 +103,67 @@ static int usage_error(const char *fmt, const char *arg)
 	fprintf(stderr, fmt, arg);
 	fprintf(stderr, " (see rewind --help)\n");
 	return EXIT_USAGE;
+}
+
+/* An input the user named cannot be used: say so, exit 2. */
+static int input_error(const char *what, const char *path, const char *why)
+{
+	fprintf(stderr, "rewind: error: %s '%s': %s\n", what, path, why);
+	return EXIT_USAGE;
+}
+
+/*
+ * --store DIR: a directory that holds a store, or one to create. A file, a
+ * directory the user cannot read, or a non-empty directory that is not a
+ * store are refused before anything is written; restore needs the store.
+ */
+static int check_store_dir(const char *dir, bool must_exist)
+{
+	char path[RW_PATH_MAX + 16];
+	struct stat st;
+
+	if (stat(dir, &st)) {
+		if (errno == ENOENT && !must_exist)
+			return 0;
+		return input_error("--store", dir, errno == ENOENT ? "no such store" : strerror(errno));
+	}
+	if (!S_ISDIR(st.st_mode))
+		return input_error("--store", dir, "not a directory");
+	if (access(dir, R_OK | X_OK))
+		return input_error("--store", dir, strerror(errno));
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	if (access(path, F_OK) == 0)
+		return access(path, R_OK) ? input_error("--store", path, strerror(errno)) : 0;
+	if (must_exist)
+		return input_error("--store", dir, "not a rewind store (no data.mdb)");
+	if (!rw_dir_is_empty(dir))
+		return input_error("--store", dir,
+				   "not a rewind store and not empty: a new store needs an empty "
+				   "or missing directory");
+	return 0;
+}
+
+/* --control PATH: its directory exists and the path fits a socket address. */
+static int check_control_path(const char *path)
+{
+	char dir[RW_PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	struct stat st;
+
+	if (!*path)
+		return input_error("--control", path, "empty path");
+	if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return input_error("--control", path, "too long for a Unix socket (at most 107 bytes)");
+	if (!slash)
+		return 0;
+	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	if (!dir[0])
+		return 0;
+	if (stat(dir, &st))
+		return input_error("--control", path, "its directory does not exist");
+	if (!S_ISDIR(st.st_mode))
+		return input_error("--control", path, "its directory is not a directory");
+	return 0;
 }
 
 /* Map how a VM stopped to the process exit status, reporting it once. */
@@ -386,6 +450,10 @@ static int parse_run(int argc, char **argv, struct run_args *a)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	if ((a->every_ns || a->keep) && !a->mo.store_dir)
 		return usage_error("%s", "--checkpoint-every and --keep need --store DIR");
+	if (a->mo.store_dir && check_store_dir(a->mo.store_dir, a->restore))
+		return EXIT_USAGE;
+	if (a->control && check_control_path(a->control))
+		return EXIT_USAGE;
 	if (a->restore)
 		return 0;
 	if (!cfg->kernel[0])
@@ -398,6 +466,14 @@ static int parse_run(int argc, char **argv, struct run_args *a)
 	if (!S_ISREG(st.st_mode)) {
 		fprintf(stderr, "rewind: error: kernel '%s' is not a regular file\n", cfg->kernel);
 		return EXIT_USAGE;
+	}
+	for (unsigned i = 0; i < cfg->ndisks; i++) {
+		const char *d = cfg->disks[i].path;
+		int fd = open(d, O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0)
+			return input_error("--disk", d, strerror(errno));
+		close(fd);
 	}
 	return 0;
 }
@@ -419,6 +495,8 @@ static int run_machine(int argc, char **argv, bool restore)
 	ret = parse_run(argc, argv, &a);
 	if (ret)
 		return ret;
+	/* a store this run creates is removed again if the run cannot start */
+	bool new_store = a.mo.store_dir && access(a.mo.store_dir, F_OK) != 0;
 	if (restore) {
 		a.mo.serial_out = a.cfg.serial_out;
 		ret = machine_restore(a.restore_id, &a.mo, &m);
@@ -426,9 +504,14 @@ static int run_machine(int argc, char **argv, bool restore)
 	else
 		ret = machine_create(&a.cfg, &a.mo, &m);
 	if (ret) {
-		/* the layer that failed has said what; a bad image is a usage error */
+		if (new_store)
+			store_remove_new(a.mo.store_dir);
+		/* the layer that failed has said what; a bad image or a checkpoint
+		 * that is not in the store is a usage error */
 		if (!restore && (ret == RW_EBADIMAGE || ret == -ENOENT || ret == -EACCES ||
 				 ret == -EISDIR))
+			return EXIT_USAGE;
+		if (restore && ret == RW_ENOTFOUND)
 			return EXIT_USAGE;
 		return 1;
 	}
@@ -436,6 +519,8 @@ static int run_machine(int argc, char **argv, bool restore)
 	if (a.control) {
 		if (control_start(m, a.control, &ctl)) {
 			machine_destroy(m); /* control_start said why */
+			if (new_store)
+				store_remove_new(a.mo.store_dir);
 			return 1;
 		}
 		control_set_status_extra(ctl, status_extra, &a);

@@ -597,6 +597,37 @@ void store_close(struct store *s)
 	free(s);
 }
 
+static int count_one(void *arg, const struct store_ckpt_info *info)
+{
+	(void)info;
+	(*(uint64_t *)arg)++;
+	return 0;
+}
+
+int store_remove_new(const char *path)
+{
+	struct store_open_opts so = { 0 };
+	struct store *s = NULL;
+	char file[PATH_MAX];
+	uint64_t n = 0;
+	int ret = store_open(path, &so, &s);
+
+	if (!ret)
+		ret = store_list(s, count_one, &n);
+	store_close(s);
+	if (ret)
+		return ret;
+	if (n)
+		return -ENOTEMPTY;
+	static const char *const files[] = { "data.mdb", "lock.mdb" };
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(file, sizeof(file), "%s/%s", path, files[i]);
+		if (unlink(file) && errno != ENOENT)
+			return -errno;
+	}
+	return rmdir(path) ? -errno : 0;
+}
+
 const char *store_path(const struct store *s)
 {
 	return s->path;

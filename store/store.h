@@ -162,6 +162,13 @@ int store_open(const char *path, struct store_open_opts *opts,
 /* Close a store. Every ckpt and snap of it must be closed first. NULL is ok. */
 void store_close(struct store *s);
 
+/*
+ * Remove the store at path that a command created and could not use: its
+ * files and the directory. Only a store without a checkpoint is removed
+ * (anything else in the directory is left alone). 0 or -errno.
+ */
+int store_remove_new(const char *path);
+
 /* The directory the store was opened from; valid until store_close(). */
 const char *store_path(const struct store *s);
 

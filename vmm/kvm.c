@@ -140,14 +140,40 @@ static bool host_has_apic_virt(void)
 			    access("/sys/module/kvm_amd", F_OK) == 0);
 }
 
+/* Say why the KVM device does not open, and what would fix it. */
+static void explain_open_failure(const char *dev, int err)
+{
+	switch (err) {
+	case ENOENT:
+	case ENODEV:
+	case ENXIO:
+		rw_error("%s does not exist: this host offers no KVM. Load kvm_intel or kvm_amd "
+			 "(with virtualization enabled in the firmware), or run rewind on a host "
+			 "or VM that has KVM", dev);
+		break;
+	case EACCES:
+	case EPERM:
+		rw_error("cannot open %s: permission denied. Add your user to the group that "
+			 "owns it (usually kvm: sudo usermod -aG kvm $USER, then log in again), "
+			 "or run rewind as root", dev);
+		break;
+	default:
+		rw_error("cannot open %s: %s", dev, strerror(err));
+	}
+}
+
 int kvm_host_open(struct kvm_host *kvm)
 {
+	const char *dev = getenv("REWIND_KVM_DEVICE");
 	int ret, v;
 
 	memset(kvm, 0, sizeof(*kvm));
-	kvm->fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (!dev || !*dev)
+		dev = "/dev/kvm";
+	kvm->fd = open(dev, O_RDWR | O_CLOEXEC);
 	if (kvm->fd < 0) {
-		ret = -errno;
+		explain_open_failure(dev, errno);
+		ret = RW_ENOKVM;
 		goto fail;
 	}
 	v = ioctl(kvm->fd, KVM_GET_API_VERSION, 0);
