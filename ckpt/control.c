@@ -463,6 +463,18 @@ static size_t out_pending(const struct client *cl)
 	return cl->out_len - cl->out_off;
 }
 
+/* Handle one request line and answer it at once. */
+static void answer_line(struct control *c, struct client *cl, const char *line, size_t len)
+{
+	handle_line(c, cl, line, len);
+	client_flush(c, cl);
+	if (cl->quit_after) {
+		/* the answer is in the socket (or queued) before the VM stops */
+		cl->quit_after = false;
+		machine_quit(c->m);
+	}
+}
+
 /* Handle the complete lines in the input buffer, as far as output room allows. */
 static void client_process(struct control *c, struct client *cl)
 {
@@ -497,22 +509,17 @@ static void client_process(struct control *c, struct client *cl)
 			done = cl->in_len;
 			break;
 		}
-		handle_line(c, cl, cl->in + done, len);
+		answer_line(c, cl, cl->in + done, len);
 		done += len + 1;
-		/* answer each request as soon as it is done */
-		client_flush(c, cl);
-		if (cl->quit_after) {
-			/* the answer is in the socket (or queued) before the VM stops */
-			cl->quit_after = false;
-			machine_quit(c->m);
-		}
 	}
 	if (done) {
 		memmove(cl->in, cl->in + done, cl->in_len - done);
 		cl->in_len -= done;
 	}
 	if (cl->eof && !cl->closing && !cl->dead && !memchr(cl->in, '\n', cl->in_len)) {
-		/* nothing more will come: a partial last line is dropped */
+		/* nothing more will come: a last line without its newline is a request too */
+		if (cl->in_len && cl->in_len <= CONTROL_LINE_MAX && out_pending(cl) < CONTROL_OUT_MAX)
+			answer_line(c, cl, cl->in, cl->in_len);
 		cl->in_len = 0;
 		cl->closing = true;
 	}
@@ -766,7 +773,8 @@ static int control_listen(struct control *c)
 		rw_error("control socket %s: chmod 0600: %s", c->path, strerror(-ret));
 		goto err_unlink;
 	}
-	if (listen(c->lfd, 16)) {
+	/* every client the server takes may be waiting to be accepted at once */
+	if (listen(c->lfd, CONTROL_MAX_CLIENTS)) {
 		ret = -errno;
 		rw_error("control socket %s: listen: %s", c->path, strerror(-ret));
 		goto err_unlink;

@@ -548,6 +548,53 @@ Test(control, clients_that_vanish_hurt_nothing)
 	fx_stop(&f);
 }
 
+Test(control, a_last_request_without_newline_is_answered)
+{
+	struct fx f;
+	struct conn c;
+
+	fx_start(&f, "ctl-nonl");
+	conn_open(&c, f.sock);
+	cr_assert_eq(conn_send(&c, "{\"cmd\":\"status\"}", 16), 0);
+	cr_assert_eq(shutdown(c.fd, SHUT_WR), 0);
+	json_t *j = conn_reply(&c);
+	cr_assert_not_null(j, "no reply to a request without its newline");
+	expect_ok(j, "status");
+	json_decref(j);
+	cr_expect_null(conn_line(&c), "the server did not close after the last request");
+	conn_close(&c);
+	expect_running(&f);
+	fx_stop(&f);
+}
+
+/*
+ * As many clients as the server takes can connect in one burst, without
+ * blocking, before its thread gets to accept any (with a backlog smaller
+ * than that, the burst's tail gets EAGAIN when the thread is slow).
+ */
+Test(control, the_backlog_takes_every_client)
+{
+	struct fx f;
+	int fds[CONTROL_MAX_CLIENTS];
+
+	fx_start(&f, "ctl-backlog");
+	for (int i = 0; i < CONTROL_MAX_CLIENTS; i++) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		cr_assert_geq(fds[i], 0);
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f.sock);
+		int r = connect(fds[i], (struct sockaddr *)&sa, sizeof(sa));
+		cr_assert(r == 0 || errno == EINPROGRESS, "client %d of %d: connect: %s", i + 1,
+			  CONTROL_MAX_CLIENTS, strerror(errno));
+	}
+	for (int i = 0; i < CONTROL_MAX_CLIENTS; i++)
+		close(fds[i]);
+	json_t *j = req_once(&f, "{\"cmd\":\"status\"}");
+	expect_ok(j, "status");
+	json_decref(j);
+	fx_stop(&f);
+}
+
 Test(control, several_clients_at_once)
 {
 	struct fx f;
@@ -772,7 +819,8 @@ Test(ctl_cli, help_exits_0)
 	cli_result_free(&r);
 }
 
-Test(ctl_cli, unreachable_socket_exits_1_with_one_line)
+/* No socket at the path is a wrong argument (2); one that refuses is a failure (1). */
+Test(ctl_cli, unreachable_socket_exits_with_one_line)
 {
 	const char *dir = rw_test_tmpdir("ctl-unreach");
 	char missing[600], file[600];
@@ -786,7 +834,7 @@ Test(ctl_cli, unreachable_socket_exits_1_with_one_line)
 
 	const char *a1[] = { "rewind", "ctl", missing, "status", NULL };
 	struct cli_result r = ctl(a1);
-	cr_expect_eq(r.status, 1, "status %d: %s", r.status, r.err);
+	cr_expect_eq(r.status, 2, "status %d: %s", r.status, r.err);
 	cr_expect_eq(r.out_len, 0);
 	cr_expect_eq(cli_count_lines(r.err), 1, "%s", r.err);
 	cr_expect(strstr(r.err, missing) != NULL, "%s", r.err);
