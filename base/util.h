@@ -53,6 +53,12 @@ int rw_write_all(int fd, const void *buf, size_t len);
 int rw_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 int rw_pread_all(int fd, void *buf, size_t len, uint64_t off);
 
+/*
+ * A byte count as people read it, the one format every command prints:
+ * "812 B", "4.0 KiB", "2.1 MiB", "1.3 GiB" (powers of 1024, one decimal).
+ */
+void rw_format_size(uint64_t bytes, char *buf, size_t len);
+
 /* Does directory path hold no entry but . and ..? (false if unreadable) */
 bool rw_dir_is_empty(const char *path);
 

@@ -58,21 +58,6 @@ static uint64_t jget_u64(json_t *o, const char *key)
 							       : 0;
 }
 
-static void fmt_bytes(uint64_t b, char *buf, size_t len)
-{
-	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	double v = (double)b;
-	int u = 0;
-
-	while (v >= 1024 && u < 4) {
-		v /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, len, "%" PRIu64 " B", b);
-	else
-		snprintf(buf, len, "%.1f %s", v, unit[u]);
-}
 
 /* "7 "label" (parent 6): 123 dirty pages, ..., persist 12 ms" from a report object. */
 static void fmt_report(json_t *r, char *buf, size_t len)
@@ -89,7 +74,7 @@ static void fmt_report(json_t *r, char *buf, size_t len)
 		snprintf(par, sizeof(par), "parent %" PRIu64, parent);
 	else
 		snprintf(par, sizeof(par), "full");
-	fmt_bytes(jget_u64(r, "bytes_written"), bytes, sizeof(bytes));
+	rw_format_size(jget_u64(r, "bytes_written"), bytes, sizeof(bytes));
 	if (json_is_string(err)) {
 		snprintf(buf, len, "failed (%s)%s, pause %" PRIu64 " us", json_string_value(err), lab,
 			 jget_u64(r, "pause_us"));
@@ -160,7 +145,7 @@ static char *value_text(json_t *v)
 	case JSON_NULL:
 		return strdup("none");
 	default:
-		return json_dumps(v, JSON_COMPACT);
+		return json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(6));
 	}
 }
 
@@ -203,13 +188,13 @@ static void print_status(json_t *reply)
 	str = json_string_value(json_object_get(reply, "state"));
 	kv_add(kv, &n, "state", "%s", str ? str : "?");
 	kv_add(kv, &n, "vcpus", "%" PRIu64, jget_u64(reply, "ncpus"));
-	fmt_bytes(jget_u64(reply, "mem_size"), mem, sizeof(mem));
+	rw_format_size(jget_u64(reply, "mem_size"), mem, sizeof(mem));
 	kv_add(kv, &n, "memory", "%s", mem);
 	str = json_string_value(json_object_get(reply, "dirty_log"));
 	kv_add(kv, &n, "dirty log", "%s", str ? str : "?");
 	str = json_string_value(json_object_get(reply, "store_dir"));
 	if (str) {
-		fmt_bytes(jget_u64(reply, "store_bytes"), sz, sizeof(sz));
+		rw_format_size(jget_u64(reply, "store_bytes"), sz, sizeof(sz));
 		kv_add(kv, &n, "store", "%s (%s)", str, sz);
 	} else {
 		kv_add(kv, &n, "store", "none");

@@ -247,17 +247,6 @@ static double pct(double *v, unsigned n, double p)
 	return v[i];
 }
 
-static void human_size(char *buf, size_t len, double b)
-{
-	const char *u[] = { "B", "KiB", "MiB", "GiB" };
-	int i = 0;
-
-	while (b >= 1024 && i < 3) {
-		b /= 1024;
-		i++;
-	}
-	snprintf(buf, len, "%.1f %s", b, u[i]);
-}
 
 static void usage(FILE *f)
 {
@@ -472,8 +461,8 @@ int cli_demo_main(int argc, char **argv)
 		json_decref(j);
 	} else {
 		char a[32], b[32];
-		human_size(a, sizeof(a), (double)stored);
-		human_size(b, sizeof(b), (double)DEMO_MEM);
+		rw_format_size(stored, a, sizeof(a));
+		rw_format_size(DEMO_MEM, b, sizeof(b));
 		printf("rewind demo: after the rollback the guest went on from step %" PRIu64 ": %" PRIu64
 		       " of %" PRIu64 " repeated steps have the original state hashes and log positions; "
 		       "the disk log went back from %" PRIu64 " to %" PRIu64 " records\n",

@@ -60,21 +60,6 @@ static void fmt_time(uint64_t ns, char *buf, size_t len)
 		snprintf(buf, len, "%" PRIu64, ns);
 }
 
-static void fmt_bytes(uint64_t b, char *buf, size_t len)
-{
-	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	double v = (double)b;
-	int u = 0;
-
-	while (v >= 1024 && u < 4) {
-		v /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, len, "%" PRIu64 " B", b);
-	else
-		snprintf(buf, len, "%.1f %s", v, unit[u]);
-}
 
 static int print_json(json_t *j)
 {
@@ -224,7 +209,7 @@ static int ls_cb(void *arg, const struct store_ckpt_info *i)
 		       "MEMORY", "PRESENT", "DISKS", "RECORDS", "LABEL");
 	fmt_time(i->time_ns, t, sizeof(t));
 	snprintf(par, sizeof(par), i->parent ? "%" PRIu64 : "-", i->parent);
-	fmt_bytes(i->mem.npages * STORE_PAGE_SIZE, mem, sizeof(mem));
+	rw_format_size(i->mem.npages * STORE_PAGE_SIZE, mem, sizeof(mem));
 	printf("%-6" PRIu64 " %-6s %-19s %10s %10" PRIu64 " %5zu %7zu  %s\n", i->id, par, t,
 	       mem, i->mem.present, i->ndisks, i->nrecords, i->label);
 	return 0;
@@ -281,7 +266,7 @@ static void print_map(const char *what, const struct store_map_info *m)
 {
 	char sz[24], hex[33];
 
-	fmt_bytes(m->npages * STORE_PAGE_SIZE, sz, sizeof(sz));
+	rw_format_size(m->npages * STORE_PAGE_SIZE, sz, sizeof(sz));
 	printf("  %-10s %" PRIu64 " pages (%s), %" PRIu64 " present, tree height %u, root %s\n",
 	       what, m->npages, sz, m->present, m->height, store_hash_hex(&m->root, hex));
 }
@@ -347,11 +332,11 @@ static int cmd_inspect(struct ctx *c)
 		snprintf(what, sizeof(what), "disk %s", i->disks[k].name);
 		print_map(what, &i->disks[k]);
 	}
-	fmt_bytes(st->new_bytes, b, sizeof(b));
+	rw_format_size(st->new_bytes, b, sizeof(b));
 	printf("  %-10s %" PRIu64 " pages (%" PRIu64 " zero), %" PRIu64 " new chunks (%s), %"
 	       PRIu64 " dedup hits, %.1f ms\n", "commit", st->pages, st->zero_pages,
 	       st->new_chunks, b, st->dedup_hits, (double)st->commit_ns / 1e6);
-	fmt_bytes(xbytes, x, sizeof(x));
+	rw_format_size(xbytes, x, sizeof(x));
 	printf("  %-10s %s in %" PRIu64 " chunks (freed if deleted)\n", "unique", x, xchunks);
 	printf("  %-10s %zu\n", "records", i->nrecords);
 	rc = store_snap_foreach_record(sn, rec_cb, &rl);
@@ -608,7 +593,7 @@ static int cmd_rm(struct ctx *c)
 			json_array_append_new(arr, o);
 		} else {
 			char b[24];
-			fmt_bytes(freed, b, sizeof(b));
+			rw_format_size(freed, b, sizeof(b));
 			printf("deleted checkpoint %" PRIu64 " (freed %s)\n", id, b);
 		}
 	}
@@ -642,7 +627,7 @@ static int cmd_gc(struct ctx *c)
 		return print_json(o);
 	}
 	char b[24];
-	fmt_bytes(g.bytes_freed, b, sizeof(b));
+	rw_format_size(g.bytes_freed, b, sizeof(b));
 	printf("%s%" PRIu64 " unreachable chunks (%s), %" PRIu64 " reference counts, %" PRIu64
 	       " stray bodies, %" PRIu64 " stray records\n", c->dry_run ? "would free " : "freed ",
 	       g.chunks_freed, b, g.refs_fixed, g.bodies_freed, g.records_freed);
@@ -708,7 +693,7 @@ static int cmd_verify(struct ctx *c)
 		rc = print_json(o);
 	} else {
 		char b[24];
-		fmt_bytes(st.bytes, b, sizeof(b));
+		rw_format_size(st.bytes, b, sizeof(b));
 		printf("checked %" PRIu64 " chunks (%s), %" PRIu64 " checkpoints, %" PRIu64
 		       " records: %" PRIu64 " problem%s\n", st.chunks, b, st.checkpoints,
 		       st.records, st.problems, st.problems == 1 ? "" : "s");
@@ -754,7 +739,7 @@ static int cmd_export(struct ctx *c)
 		return print_json(o);
 	}
 	char b[24];
-	fmt_bytes(st.bytes, b, sizeof(b));
+	rw_format_size(st.bytes, b, sizeof(b));
 	printf("exported checkpoint %" PRIu64 " to %s: %" PRIu64 " chunks, %" PRIu64
 	       " records, %s\n", id, c->args[1], st.chunks, st.records, b);
 	return 0;
@@ -863,11 +848,11 @@ static int cmd_stats(struct ctx *c)
 		return print_json(o);
 	}
 	char pb[24], nb[24], lb[24], fb[24], mb[24];
-	fmt_bytes(st.page_bytes, pb, sizeof(pb));
-	fmt_bytes(st.node_bytes, nb, sizeof(nb));
-	fmt_bytes(st.logical_bytes, lb, sizeof(lb));
-	fmt_bytes(st.file_bytes, fb, sizeof(fb));
-	fmt_bytes(st.map_bytes, mb, sizeof(mb));
+	rw_format_size(st.page_bytes, pb, sizeof(pb));
+	rw_format_size(st.node_bytes, nb, sizeof(nb));
+	rw_format_size(st.logical_bytes, lb, sizeof(lb));
+	rw_format_size(st.file_bytes, fb, sizeof(fb));
+	rw_format_size(st.map_bytes, mb, sizeof(mb));
 	printf("store %s\n", c->store_dir);
 	printf("  checkpoints   %" PRIu64 "\n", st.checkpoints);
 	printf("  chunks        %" PRIu64 " (%" PRIu64 " pages: %s, %" PRIu64 " tree nodes: %s)\n",
@@ -880,9 +865,9 @@ static int cmd_stats(struct ctx *c)
 		printf("  %-8s %12s %12s  %s\n", "ID", "LOGICAL", "UNIQUE", "LABEL");
 	json_array_foreach(e.arr, idx, v) {
 		char l[24], u[24];
-		fmt_bytes((uint64_t)json_integer_value(json_object_get(v, "logical_bytes")), l,
+		rw_format_size((uint64_t)json_integer_value(json_object_get(v, "logical_bytes")), l,
 			  sizeof(l));
-		fmt_bytes((uint64_t)json_integer_value(json_object_get(v, "unique_bytes")), u,
+		rw_format_size((uint64_t)json_integer_value(json_object_get(v, "unique_bytes")), u,
 			  sizeof(u));
 		printf("  %-8" PRIu64 " %12s %12s  %s\n",
 		       (uint64_t)json_integer_value(json_object_get(v, "id")), l, u,

@@ -278,13 +278,17 @@ static void print_report(void *opaque, const struct ckpt_report *r)
 	if (r->err)
 		fprintf(stderr, "rewind: checkpoint (parent %" PRIu64 ") failed: %s\n", r->parent,
 			rw_strerror(r->err));
-	else
+	else {
+		char written[32];
+
+		rw_format_size(r->bytes_written, written, sizeof(written));
 		fprintf(stderr,
 			"rewind: checkpoint %" PRIu64 " (parent %" PRIu64 "): %" PRIu64 " dirty pages, %" PRIu64
-			" new chunks, %" PRIu64 " dedup hits, %" PRIu64 " zero pages, %" PRIu64
-			" bytes written, pause %.0f us, persist %.1f ms\n",
+			" new chunks, %" PRIu64 " dedup hits, %" PRIu64 " zero pages, %s written, "
+			"pause %.0f us, persist %.1f ms\n",
 			r->id, r->parent, r->dirty_pages, r->new_chunks, r->dedup_hits, r->zero_pages,
-			r->bytes_written, (double)r->pause_ns / 1e3, (double)r->persist_ns / 1e6);
+			written, (double)r->pause_ns / 1e3, (double)r->persist_ns / 1e6);
+	}
 }
 
 /* A periodic checkpoint that could not be taken. */
@@ -315,7 +319,8 @@ static void status_extra(void *opaque, json_t *o)
 		json_object_set_new(s, "taken", json_integer((json_int_t)ss.taken));
 		json_object_set_new(s, "skipped", json_integer((json_int_t)ss.skipped));
 		json_object_set_new(s, "failed", json_integer((json_int_t)ss.failed));
-		json_object_set_new(s, "next_in_ms", json_real((double)ss.next_in_ns / 1e6));
+		/* whole microseconds: a reading, not a float's last digits */
+		json_object_set_new(s, "next_in_ms", json_real((double)(ss.next_in_ns / 1000) / 1e3));
 	}
 	json_object_set_new(o, "schedule", s);
 }
