@@ -98,11 +98,27 @@ static json_t *jhash(const struct store_hash *h)
 	return json_string(store_hash_hex(h, hex));
 }
 
-/* Runtime failure on the store: one line, exit 1. */
+/* What to tell about damage: the store's detail and where to go from there. */
+static void damage_hint(const char *cmd, int rc)
+{
+	if (rc == RW_ECORRUPT || rc == RW_ECHECKSUM)
+		rw_error("%s: run 'rewind verify' for every damaged chunk, or 'rewind salvage' "
+			 "to copy the intact checkpoints to a new store", cmd);
+}
+
+/* Runtime failure on the store: one line (two on damage), exit 1. */
 static int fail(struct ctx *c, int rc, const char *what)
 {
-	rw_error("%s: %s%s%s", c->cmd->name, what ? what : "", what ? ": " : "",
-		 rw_strerror(rc));
+	const char *detail = store_error_detail();
+
+	if (detail)
+		rw_error("%s: %s%s%s", c->cmd->name, what ? what : "", what ? ": " : "",
+			 detail);
+	else
+		rw_error("%s: %s%s%s", c->cmd->name, what ? what : "", what ? ": " : "",
+			 rw_strerror(rc));
+	if (detail && strcmp(c->cmd->name, "verify"))
+		damage_hint(c->cmd->name, rc);
 	return EXIT_RUNTIME;
 }
 
@@ -1023,6 +1039,14 @@ int cli_store_main(const char *name, int argc, char **argv)
 	if (rc == RW_EVERSION) {
 		rw_error("%s: store %s has format version %u; this rewind reads version %u",
 			 name, c.store_dir, so.found_format, STORE_FORMAT_VERSION);
+		goto out;
+	}
+	if (rc && store_error_detail()) {
+		rw_error("%s: %s", name, store_error_detail());
+		if (rc == RW_ECORRUPT)
+			rw_error("%s: rewind reads nothing more from a damaged file; 'rewind "
+				 "salvage --store %s --to NEWDIR' copies what is intact", name,
+				 c.store_dir);
 		goto out;
 	}
 	if (rc) {

@@ -114,6 +114,16 @@ struct store_hash {
 	uint8_t b[16];
 };
 
+/*
+ * One line saying what was wrong when this thread's last store call failed
+ * on damage, naming the file and the place: "store DIR/data.mdb: truncated
+ * to 8192 of 65536 bytes", "store DIR/data.mdb: page 812 damaged: ...",
+ * "chunk 3f2a... of checkpoint 7 (memory page 513) does not match its
+ * hash". NULL when there is nothing to add to rw_strerror() of the code.
+ * Valid until the thread's next store call.
+ */
+const char *store_error_detail(void);
+
 /* Lower-case hex of a key into buf (33 bytes). Returns buf. */
 char *store_hash_hex(const struct store_hash *h, char buf[33]);
 /* True if h is all zeros, the key of a hole (never stored). */
