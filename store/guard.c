@@ -266,6 +266,12 @@ int guard_meta_read(struct guard_file *f, bool any_meta, char *why, size_t len)
 	meta_parse(b, 0, 0, m0);
 	/* LMDB reads meta page 1 at meta page 0's page size */
 	f->psize = m0->ok ? m0->psize : 4096;
+	if (f->size < (uint64_t)f->psize + META_SIZE && any_meta && m0->ok) {
+		f->meta[1].ok = false;
+		snprintf(f->meta[1].why, sizeof(f->meta[1].why), "missing");
+		f->pick = 0;
+		return 0;
+	}
 	if (f->size < (uint64_t)f->psize + META_SIZE) {
 		if (m0->ok)
 			snprintf(why, len, "store %s: truncated to %llu of %llu bytes", f->name,
@@ -333,7 +339,7 @@ int guard_meta_read(struct guard_file *f, bool any_meta, char *why, size_t len)
 	 * The pages after them may legitimately end before the meta's last
 	 * page (LMDB does not write pages freed in the transaction that
 	 * allocated them): the walk checks every page it reaches. */
-	if (f->size < 2ull * f->psize) {
+	if (f->size < 2ull * f->psize && !any_meta) {
 		snprintf(why, len, "store %s: truncated to %llu of %llu bytes", f->name,
 			 (unsigned long long)f->size,
 			 (unsigned long long)((f->meta[f->pick].last_pg + 1) * f->psize));
@@ -367,6 +373,10 @@ struct gwalk {
 	uint64_t *freed;          /* free-list page numbers, checked last */
 	size_t nfreed, capfreed;
 	char *why;              /* the message, without visit */
+	/* keys a damage report may have lost: [dlo, dhi) */
+	const uint8_t *dlo, *dhi;
+	size_t dlol, dhil;
+	uint8_t dkey[MAXKEYSIZE + 1];  /* one entry's key, and its successor */
 	size_t whylen;
 };
 
@@ -399,7 +409,8 @@ static int damage(struct gwalk *w, uint64_t pgno, const char *fmt, ...)
 	if (w->visit) {
 		w->skipped = true;
 		if (w->visit->damage) {
-			int rc = w->visit->damage(w->visit->arg, w->db, pgno, msg);
+			int rc = w->visit->damage(w->visit->arg, w->db, pgno, msg, w->dlo,
+						  w->dlol, w->dhi, w->dhil);
 			if (rc)
 				return rc < 0 ? rc : -EINVAL;
 		}
@@ -508,13 +519,36 @@ static int free_entry(struct gwalk *w, uint64_t from, const uint8_t *key, size_t
 	return 0;
 }
 
+/* An overflow value: its run, and (visit, free DB) its bytes in *val. */
+static int leaf_bigvalue(struct gwalk *w, uint64_t pgno, uint64_t ov, uint32_t dsize,
+			 const uint8_t **val)
+{
+	uint64_t n = ((uint64_t)PAGEHDRSZ - 1 + dsize) / w->psize + 1;
+	int rc = claim(w, pgno, ov, n, "overflow");
+
+	if (rc)
+		return rc;
+	w->nover += n;
+	if (!w->visit && w->db != GDB_FREE)
+		return 0;
+	if (vbuf_need(w, PAGEHDRSZ + (size_t)dsize))
+		return -ENOMEM;
+	rc = pread_all(w->f->fd, w->vbuf, PAGEHDRSZ + (size_t)dsize, ov * w->psize);
+	if (rc)
+		return damage(w, ov, "overflow page unreadable (%s)", strerror(-rc));
+	if (rd64(w->vbuf) != ov || rd16(w->vbuf + 10) != P_OVERFLOW || rd32(w->vbuf + 12) != n)
+		return damage(w, ov, "bad overflow page header");
+	*val = w->vbuf + PAGEHDRSZ;
+	return 0;
+}
+
 /* One leaf node: flags, sizes, value; *nsize gets its size on the page. */
 static int leaf_node(struct gwalk *w, uint64_t pgno, const uint8_t *pg, unsigned i,
 		     const uint8_t *nd, unsigned ksize, unsigned *nsize)
 {
 	unsigned nflags = rd16(nd + 4);
 	uint32_t dsize = rd16(nd) | (uint32_t)rd16(nd + 2) << 16;
-	const uint8_t *key = nd + NODESIZE, *val;
+	const uint8_t *key = nd + NODESIZE, *val = NULL;
 	uint64_t off = (uint64_t)(nd - pg);
 	int rc;
 
@@ -526,26 +560,25 @@ static int leaf_node(struct gwalk *w, uint64_t pgno, const uint8_t *pg, unsigned
 		if ((uint64_t)NODESIZE + ksize + dsize <= w->nodemax)
 			return damage(w, pgno, "node %u: a small value on overflow pages", i);
 		*nsize = NODESIZE + ksize + 8;
-		uint64_t ov = rd64(key + ksize);
-		uint64_t n = ((uint64_t)PAGEHDRSZ - 1 + dsize) / w->psize + 1;
-		rc = claim(w, pgno, ov, n, "overflow");
+		w->nentries++;
+		/* a damaged value loses this key only: [key, key "\0") */
+		const uint8_t *plo = w->dlo, *phi = w->dhi;
+		size_t plol = w->dlol, phil = w->dhil;
+
+		memcpy(w->dkey, key, ksize);
+		w->dkey[ksize] = 0;
+		w->dlo = w->dhi = w->dkey;
+		w->dlol = ksize;
+		w->dhil = ksize + 1;
+		rc = leaf_bigvalue(w, pgno, rd64(key + ksize), dsize, &val);
+		w->dlo = plo;
+		w->dhi = phi;
+		w->dlol = plol;
+		w->dhil = phil;
 		if (rc)
 			return entry_skip(rc);
-		w->nover += n;
-		w->nentries++;
-		if (!w->visit && w->db != GDB_FREE)
+		if (!val)
 			return 0;
-		/* read the value, and its header */
-		if (vbuf_need(w, PAGEHDRSZ + (size_t)dsize))
-			return -ENOMEM;
-		rc = pread_all(w->f->fd, w->vbuf, PAGEHDRSZ + (size_t)dsize, ov * w->psize);
-		if (rc)
-			return entry_skip(damage(w, ov, "overflow page unreadable (%s)",
-						 strerror(-rc)));
-		if (rd64(w->vbuf) != ov || rd16(w->vbuf + 10) != P_OVERFLOW ||
-		    rd32(w->vbuf + 12) != n)
-			return entry_skip(damage(w, ov, "bad overflow page header"));
-		val = w->vbuf + PAGEHDRSZ;
 	} else {
 		if (off + NODESIZE + ksize + dsize > w->psize)
 			return damage(w, pgno, "node %u runs past the end of the page", i);
@@ -596,6 +629,10 @@ static int visit_page(struct gwalk *w, uint64_t pgno, unsigned level,
 	size_t prevl = 0;
 	int rc;
 
+	w->dlo = lo;
+	w->dlol = lol;
+	w->dhi = hi;
+	w->dhil = hil;
 	rc = pread_all(w->f->fd, pg, w->psize, pgno * w->psize);
 	if (rc)
 		return damage(w, pgno, "unreadable (%s)", strerror(-rc));
@@ -670,6 +707,10 @@ static int visit_page(struct gwalk *w, uint64_t pgno, unsigned level,
 		const uint8_t *chi = nd1 ? nd1 + NODESIZE : hi;
 		size_t chil = nd1 ? rd16(nd1 + 6) : hil;
 
+		w->dlo = clo;
+		w->dlol = clol;
+		w->dhi = chi;
+		w->dhil = chil;
 		rc = claim(w, pgno, child, 1, "child");
 		if (!rc)
 			rc = visit_page(w, child, level + 1, clo, clol, chi, chil);
@@ -689,6 +730,8 @@ static int walk_db(struct gwalk *w, enum guard_db_id db, const struct guard_db *
 	w->rec = rec;
 	w->nbranch = w->nleaf = w->nover = w->nentries = 0;
 	w->skipped = false;
+	w->dlo = w->dhi = NULL;
+	w->dlol = w->dhil = 0;
 	if ((bad = db_check(rec, w->npages)) ||
 	    (db < GDB_NAMED && (rec->flags || rec->pad)))
 		return damage(w, 0, "database record: %s", bad ? bad : "bad flags");
@@ -697,8 +740,8 @@ static int walk_db(struct gwalk *w, enum guard_db_id db, const struct guard_db *
 	rc = claim(w, 0, rec->root, 1, "root");
 	if (!rc)
 		rc = visit_page(w, rec->root, 1, NULL, 0, NULL, 0);
-	if (rc || w->skipped)
-		return rc;
+	if (rc || w->skipped || w->visit)
+		return rc;   /* (salvage keeps what it found whatever the counts) */
 	if (w->nbranch != rec->branch || w->nleaf != rec->leaf ||
 	    w->nover != rec->overflow || w->nentries != rec->entries)
 		return damage(w, rec->root, "its database record counts %llu/%llu/%llu pages "

@@ -96,8 +96,12 @@ int guard_meta_read(struct guard_file *f, bool any_meta, char *why, size_t len);
 struct guard_visit {
 	int (*entry)(void *arg, enum guard_db_id db, const void *key, size_t klen,
 		     const void *val, size_t vlen);
-	/* a damaged page, and the subtree below it skipped */
-	int (*damage)(void *arg, enum guard_db_id db, uint64_t pgno, const char *why);
+	/*
+	 * A damaged page, and the subtree below it skipped: the entries with
+	 * keys in [lo, hi) may be lost (NULL: unbounded on that side).
+	 */
+	int (*damage)(void *arg, enum guard_db_id db, uint64_t pgno, const char *why,
+		      const void *lo, size_t lol, const void *hi, size_t hil);
 	void *arg;
 };
 

@@ -62,6 +62,9 @@ int store_snap_open(struct store *s, uint64_t id, struct store_snap **out)
 		goto fail;
 	rc = load_rec(s, txn, id, &sn->rec);
 	store_rd_end(s, txn);
+	if (rc == RW_ECORRUPT || rc == RW_ECHECKSUM)
+		store_note("the record of checkpoint %llu is damaged (%s)",
+			   (unsigned long long)id, rw_strerror(rc));
 	if (rc)
 		goto fail;
 	*out = sn;
@@ -979,8 +982,11 @@ int store_list(struct store *s,
 			break;
 		}
 		rc = load_rec(s, txn, get_be64(k.mv_data), &rec);
-		if (rc)
+		if (rc) {
+			store_note("the record of checkpoint %llu is damaged (%s)",
+				   (unsigned long long)get_be64(k.mv_data), rw_strerror(rc));
 			break;
+		}
 		rc = fn(arg, &rec.info);
 		ckpt_rec_free(&rec);
 		if (rc)

@@ -637,4 +637,52 @@ int store_import(struct store *s, const char *file, store_progress_fn progress,
 		 void *arg, uint64_t *id, struct store_xfer_stats *stats,
 		 struct store_xfer_error *err) RW_MUST_CHECK;
 
+/* ------------------------------------------------------------------------
+ * Salvage
+ * ------------------------------------------------------------------------ */
+
+enum store_salvage_kind {
+	STORE_SALVAGE_SAVED = 1,  /* checkpoint id was copied whole */
+	STORE_SALVAGE_LOST,       /* checkpoint id was not copied: why */
+	STORE_SALVAGE_DAMAGE,     /* a damaged part of the file, skipped: why */
+};
+
+/* One line of a salvage's report; valid during the callback only. */
+struct store_salvage_item {
+	enum store_salvage_kind kind;
+	uint64_t id;              /* the checkpoint (0 for DAMAGE) */
+	const char *label;        /* its label; NULL if its record is lost */
+	const char *why;          /* LOST, DAMAGE: one line; NULL for SAVED */
+};
+
+struct store_salvage_stats {
+	uint64_t saved;           /* checkpoints copied */
+	uint64_t lost;            /* checkpoints found but not copied */
+	uint64_t damaged;         /* damaged pages (meta pages included) */
+	uint64_t chunks;          /* chunks in the new store */
+	uint64_t chunks_dropped;  /* chunks copied but reached by no saved checkpoint */
+};
+
+/*
+ * Copy every intact checkpoint of the store in directory from into a new
+ * store in directory to (created; it must not exist or be empty). The
+ * damaged store is read with pread only, never mapped or written, whatever
+ * its damage: a damaged B-tree page loses the entries below it, nothing
+ * else. A checkpoint is saved whole or not at all: its record, every page
+ * and tree node of every map (re-hashed), every named record (checksum,
+ * and for records in the base record format their own header and
+ * checksum). Saved checkpoints keep their ids, parents, times and labels;
+ * the new store passes store_verify(). fn (may be NULL) is told about every
+ * damaged part and every checkpoint, saved or not, in id order.
+ * @return 0 (whatever was lost; see stats), or
+ *   RW_ENOTSTORE  no data file in from
+ *   RW_ECORRUPT   both meta pages damaged (nothing to start from)
+ *   RW_EVERSION   the store's format is not STORE_FORMAT_VERSION
+ *   -EEXIST       to is not empty
+ *   the callback's non-zero value, errnos of the file system
+ */
+int store_salvage(const char *from, const char *to,
+		  int (*fn)(void *arg, const struct store_salvage_item *it),
+		  void *arg, struct store_salvage_stats *stats) RW_MUST_CHECK;
+
 #endif
