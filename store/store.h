@@ -162,7 +162,10 @@ struct store_open_opts {
  *   RW_ENOTSTORE  path is missing, not a directory, or holds no rewind store
  *   RW_EVERSION   the store's format is not STORE_FORMAT_VERSION (or its
  *                 fanout differs); opts->found_format says which
- *   RW_ECORRUPT   the store's meta data is damaged
+ *   RW_ECORRUPT   the data file is damaged or truncated (checked with pread
+ *                 before LMDB maps it: meta pages, length, every branch
+ *                 and leaf page; see README "A damaged store"), or the
+ *                 store's meta data is; store_error_detail() says where
  *   -EACCES, -EROFS, -EINVAL, -EMFILE and other errnos from the file system
  *   RW_ESTORE_FULL no space to create the store
  */
