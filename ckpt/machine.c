@@ -287,6 +287,8 @@ int machine_open_store(struct machine *m, bool create)
 	if (ret == RW_EVERSION)
 		rw_error("store %s has format version %u; this rewind reads version %u", m->store_dir,
 			 so.found_format, STORE_FORMAT_VERSION);
+	else if (ret && store_error_detail())
+		rw_error("opening store %s: %s", m->store_dir, store_error_detail());
 	else if (ret)
 		rw_error("opening store %s: %s", m->store_dir, rw_strerror(ret));
 	return ret;

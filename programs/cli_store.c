@@ -1,5 +1,5 @@
 /*
- * cli_store.c - `rewind ls|inspect|diff|rm|gc|verify|export|import|stats`.
+ * cli_store.c - `rewind ls|inspect|diff|rm|gc|verify|export|import|stats|salvage`.
  *
  * Each command opens the store named by --store, does one thing, prints a
  * table (or one JSON document with --json) on stdout, and reports a failure
@@ -33,6 +33,7 @@ struct ctx {
 	bool json;
 	bool dry_run;
 	const char *disk;
+	const char *to;            /* salvage: the new store */
 	int nargs;
 	char **args;
 	struct store *s;
@@ -83,11 +84,27 @@ static json_t *jhash(const struct store_hash *h)
 	return json_string(store_hash_hex(h, hex));
 }
 
-/* Runtime failure on the store: one line, exit 1. */
+/* What to tell about damage: the store's detail and where to go from there. */
+static void damage_hint(const char *cmd, int rc)
+{
+	if (rc == RW_ECORRUPT || rc == RW_ECHECKSUM)
+		rw_error("%s: run 'rewind verify' for every damaged chunk, or 'rewind salvage' "
+			 "to copy the intact checkpoints to a new store", cmd);
+}
+
+/* Runtime failure on the store: one line (two on damage), exit 1. */
 static int fail(struct ctx *c, int rc, const char *what)
 {
-	rw_error("%s: %s%s%s", c->cmd->name, what ? what : "", what ? ": " : "",
-		 rw_strerror(rc));
+	const char *detail = store_error_detail();
+
+	if (detail)
+		rw_error("%s: %s%s%s", c->cmd->name, what ? what : "", what ? ": " : "",
+			 detail);
+	else
+		rw_error("%s: %s%s%s", c->cmd->name, what ? what : "", what ? ": " : "",
+			 rw_strerror(rc));
+	if (detail && strcmp(c->cmd->name, "verify"))
+		damage_hint(c->cmd->name, rc);
 	return EXIT_RUNTIME;
 }
 
@@ -878,6 +895,88 @@ static int cmd_stats(struct ctx *c)
 }
 
 /* ===================================================================
+ * salvage
+ * =================================================================== */
+
+struct sv_state {
+	json_t *saved, *lost, *damage;
+};
+
+static int salvage_cb(void *arg, const struct store_salvage_item *it)
+{
+	struct sv_state *sv = arg;
+	json_t *o;
+
+	if (!sv->saved) {
+		if (it->kind == STORE_SALVAGE_DAMAGE)
+			printf("damage: %s\n", it->why);
+		else if (it->kind == STORE_SALVAGE_SAVED)
+			printf("saved  %-6" PRIu64 " %s\n", it->id, it->label);
+		else
+			printf("lost   %-6" PRIu64 " %s: %s\n", it->id,
+			       it->label ? it->label : "(label unknown)", it->why);
+		return 0;
+	}
+	o = json_object();
+	if (it->kind == STORE_SALVAGE_DAMAGE) {
+		json_array_append_new(sv->damage, json_string(it->why));
+		json_decref(o);
+		return 0;
+	}
+	json_object_set_new(o, "id", json_integer((json_int_t)it->id));
+	json_object_set_new(o, "label", it->label ? json_string(it->label) : json_null());
+	if (it->kind == STORE_SALVAGE_LOST)
+		json_object_set_new(o, "why", json_string(it->why));
+	json_array_append_new(it->kind == STORE_SALVAGE_SAVED ? sv->saved : sv->lost, o);
+	return 0;
+}
+
+static int cmd_salvage(struct ctx *c)
+{
+	struct sv_state sv = { 0 };
+	struct store_salvage_stats st;
+	int rc;
+
+	if (!c->to)
+		return usage_error(c->cmd->name, "--to NEWDIR is required");
+	if (c->json) {
+		sv.saved = json_array();
+		sv.lost = json_array();
+		sv.damage = json_array();
+	}
+	rc = store_salvage(c->store_dir, c->to, salvage_cb, &sv, &st);
+	if (rc) {
+		json_decref(sv.saved);
+		json_decref(sv.lost);
+		json_decref(sv.damage);
+		if (rc == RW_ENOTSTORE && !store_error_detail()) {
+			rw_error("salvage: %s is not a rewind store", c->store_dir);
+			return EXIT_RUNTIME;
+		}
+		return fail(c, rc, NULL);
+	}
+	if (c->json) {
+		json_t *o = json_object();
+		json_object_set_new(o, "store", json_string(c->store_dir));
+		json_object_set_new(o, "to", json_string(c->to));
+		json_object_set_new(o, "saved", sv.saved);
+		json_object_set_new(o, "lost", sv.lost);
+		json_object_set_new(o, "damage", sv.damage);
+		json_object_set_new(o, "chunks", json_integer((json_int_t)st.chunks));
+		return print_json(o) ? EXIT_RUNTIME : st.lost ? EXIT_RUNTIME : 0;
+	}
+	printf("salvaged %" PRIu64 " checkpoint%s into %s (%" PRIu64 " chunks); %" PRIu64
+	       " lost, %" PRIu64 " damaged page%s\n", st.saved, st.saved == 1 ? "" : "s", c->to,
+	       st.chunks, st.lost, st.damaged, st.damaged == 1 ? "" : "s");
+	if (st.lost) {
+		rw_error("salvage: %" PRIu64 " checkpoint%s of %s could not be saved", st.lost,
+			 st.lost == 1 ? "" : "s", c->store_dir);
+		return EXIT_RUNTIME;
+	}
+	return 0;
+}
+
+/* ===================================================================
  * Dispatch
  * =================================================================== */
 
@@ -899,6 +998,8 @@ static const struct cmd cmds[] = {
 	  true, cmd_import },
 	{ "stats", "", "chunks, bytes, dedup ratio, bytes unique to each checkpoint", 0, 0,
 	  false, cmd_stats },
+	{ "salvage", "--to NEWDIR", "copy every intact checkpoint of a damaged store to a new one",
+	  0, 0, false, cmd_salvage },
 };
 
 static const struct cmd *find_cmd(const char *name)
@@ -938,6 +1039,7 @@ int cli_store_main(const char *name, int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "disk", required_argument, NULL, 'd' },
+		{ "to", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -969,6 +1071,11 @@ int cli_store_main(const char *name, int argc, char **argv)
 				return usage_error(name, "--disk is only for diff");
 			c.disk = optarg;
 			break;
+		case 't':
+			if (strcmp(cmd->name, "salvage"))
+				return usage_error(name, "--to is only for salvage");
+			c.to = optarg;
+			break;
 		case 'h':
 			cmd_help(cmd, stdout);
 			return 0;
@@ -998,6 +1105,11 @@ int cli_store_main(const char *name, int argc, char **argv)
 		usage_error(name, "unexpected argument '%s'", c.args[cmd->max_args]);
 		goto out;
 	}
+	/* salvage reads a damaged store itself: LMDB never opens it */
+	if (cmd->run == cmd_salvage) {
+		ret = cmd->run(&c);
+		goto out;
+	}
 	so.flags = cmd->create ? STORE_OPEN_CREATE : 0;
 	rc = store_open(c.store_dir, &so, &c.s);
 	ret = EXIT_RUNTIME;
@@ -1008,6 +1120,14 @@ int cli_store_main(const char *name, int argc, char **argv)
 	if (rc == RW_EVERSION) {
 		rw_error("%s: store %s has format version %u; this rewind reads version %u",
 			 name, c.store_dir, so.found_format, STORE_FORMAT_VERSION);
+		goto out;
+	}
+	if (rc && store_error_detail()) {
+		rw_error("%s: %s", name, store_error_detail());
+		if (rc == RW_ECORRUPT)
+			rw_error("%s: rewind reads nothing more from a damaged file; 'rewind "
+				 "salvage --store %s --to NEWDIR' copies what is intact", name,
+				 c.store_dir);
 		goto out;
 	}
 	if (rc) {

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "guard.h"
 #include "store_internal.h"
 
 /* ===================================================================
@@ -97,11 +98,16 @@ int body_del_all(struct store *s, MDB_txn *txn, const struct store_hash *k)
 	int mrc = mdb_cursor_get(cur, &key, &v, MDB_SET_RANGE);
 
 	while (!mrc && key.mv_size >= 16 && !memcmp(key.mv_data, k->b, 16)) {
+		rc = guard_value_ok(s, &v);
+		if (rc)
+			break;
 		mrc = mdb_cursor_del(cur, 0);
 		if (!mrc)
 			mrc = mdb_cursor_get(cur, &key, &v, MDB_GET_CURRENT);
 	}
 	mdb_cursor_close(cur);
+	if (rc)
+		return rc;
 	/* past the last entry, GET_CURRENT gives EINVAL */
 	return mrc == MDB_NOTFOUND || mrc == EINVAL ? 0 : store_mdb_err(mrc);
 }
@@ -136,8 +142,12 @@ int chunk_read(struct store *s, MDB_txn *txn, const struct store_hash *k,
 	*len = h.len;
 	if (verify) {
 		store_hash_data(s, h.kind, buf, h.len, &got);
-		if (memcmp(got.b, k->b, 16))
+		if (memcmp(got.b, k->b, 16)) {
+			char hex[33];
+
+			store_note("chunk %s does not match its hash", store_hash_hex(k, hex));
 			return RW_ECHECKSUM;
+		}
 	}
 	return 0;
 }
@@ -192,10 +202,22 @@ int chunk_put_body(struct store *s, MDB_txn *txn, const struct store_hash *k,
 	MDB_val bk = { BODY_KEY_SIZE, bkb };
 	MDB_val b = { len - HEAD_INLINE, (uint8_t *)data + HEAD_INLINE };
 
+	int rc;
+
 	if (len <= HEAD_INLINE)
 		return 0;
 	body_key(bkb, k, data);
-	return store_mdb_err(mdb_put(txn, s->body, &bk, &b, 0));
+	rc = mdb_put(txn, s->body, &bk, &b, MDB_NOOVERWRITE);
+	if (rc == MDB_KEYEXIST) {
+		/* a body left without its head: replaced (b is the old value) */
+		rc = guard_value_ok(s, &b);
+		if (rc)
+			return rc;
+		b.mv_size = len - HEAD_INLINE;
+		b.mv_data = (uint8_t *)data + HEAD_INLINE;
+		rc = mdb_put(txn, s->body, &bk, &b, 0);
+	}
+	return store_mdb_err(rc);
 }
 
 int chunk_put(struct store *s, MDB_txn *txn, const struct store_hash *k,
@@ -250,8 +272,8 @@ int chunk_del(struct store *s, MDB_txn *txn, const struct store_hash *k,
 	if (h->len <= HEAD_INLINE)
 		return 0;
 	body_key(bkb, k, h->inline_);
-	rc = mdb_del(txn, s->body, &bk, NULL);
-	return rc == MDB_NOTFOUND ? 0 : store_mdb_err(rc);
+	rc = guard_del(s, txn, s->body, &bk);
+	return rc == RW_ENOTFOUND ? 0 : rc;
 }
 
 int chunk_unref(struct store *s, MDB_txn *txn, const struct store_hash *k,

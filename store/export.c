@@ -30,6 +30,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "guard.h"
 #include "store_internal.h"
 #include "util.h"
 
@@ -252,6 +253,8 @@ static int export_records(struct store *s, MDB_txn *txn, uint64_t id,
 			break;
 		}
 		if (XXH3_64bits(p + RECDB_HDR, v.mv_size - RECDB_HDR) != get_le64(p + 8)) {
+			store_note("record \"%.*s\" fails its checksum", (int)nlen,
+				   (const char *)k.mv_data + 8);
 			rc = RW_ECHECKSUM;
 			break;
 		}
@@ -410,6 +413,8 @@ out_seen:
 	free(dir);
 	if (rc > 0)
 		rc = -rc;
+	if (rc == RW_ECHECKSUM || rc == RW_ECORRUPT)
+		store_note_prefix("checkpoint %llu: ", (unsigned long long)id);
 	return rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG ? RW_ESTORE_FULL : rc;
 }
 

@@ -10,6 +10,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "guard.h"
 #include "store_internal.h"
 
 /* ===================================================================
@@ -42,12 +43,13 @@ static bool id_known(const uint64_t *ids, size_t n, uint64_t id)
  * Delete (or, dry_run, only count) every entry of dbi that leftover() says
  * belongs to nothing. Returns 0 or a store error.
  */
-static int gc_sweep(MDB_txn *txn, MDB_dbi dbi, bool (*leftover)(void *arg, const MDB_val *key),
+static int gc_sweep(struct store *s, MDB_txn *txn, MDB_dbi dbi,
+		    bool (*leftover)(void *arg, const MDB_val *key),
 		    void *arg, bool dry_run, uint64_t *count)
 {
 	MDB_cursor *cur;
 	MDB_val k, v;
-	int mrc = mdb_cursor_open(txn, dbi, &cur);
+	int rc = 0, mrc = mdb_cursor_open(txn, dbi, &cur);
 
 	if (mrc)
 		return store_mdb_err(mrc);
@@ -56,6 +58,9 @@ static int gc_sweep(MDB_txn *txn, MDB_dbi dbi, bool (*leftover)(void *arg, const
 		if (leftover(arg, &k)) {
 			(*count)++;
 			if (!dry_run) {
+				rc = guard_value_ok(s, &v);
+				if (rc)
+					break;
 				mrc = mdb_cursor_del(cur, 0);
 				if (mrc)
 					break;
@@ -66,6 +71,8 @@ static int gc_sweep(MDB_txn *txn, MDB_dbi dbi, bool (*leftover)(void *arg, const
 		mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}
 	mdb_cursor_close(cur);
+	if (rc)
+		return rc;
 	return mrc && mrc != MDB_NOTFOUND && mrc != EINVAL ? store_mdb_err(mrc) : 0;
 }
 
@@ -110,12 +117,17 @@ static int del_records(struct store *s, MDB_txn *txn, uint64_t id)
 		return rc;
 	mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	while (mrc == 0 && k.mv_size >= 8 && get_be64(k.mv_data) == id) {
+		rc = guard_value_ok(s, &v);
+		if (rc)
+			break;
 		mrc = mdb_cursor_del(cur, 0);
 		if (mrc)
 			break;
 		mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
 	}
 	mdb_cursor_close(cur);
+	if (rc)
+		return rc;
 	return mrc == 0 || mrc == MDB_NOTFOUND || mrc == EINVAL ? 0 : store_mdb_err(mrc);
 }
 
@@ -139,7 +151,7 @@ static int delete_txn(struct store *s, MDB_txn *txn, void *arg)
 		rc = del_records(s, txn, d->id);
 	put_be64(kb, d->id);
 	if (!rc)
-		rc = store_mdb_err(mdb_del(txn, s->ckpt, &k, NULL));
+		rc = guard_del(s, txn, s->ckpt, &k);
 	return rc;
 }
 
@@ -1089,13 +1101,13 @@ static int gc_txn(struct store *s, MDB_txn *txn, void *arg)
 	/* bodies without heads; a body whose first bytes differ from its
 	 * head's is damage (verify reports it), not a leftover: it stays */
 	struct body_probe bp = { txn, s->head };
-	rc = gc_sweep(txn, s->body, body_orphan, &bp, g->dry_run, &g->st.bodies_freed);
+	rc = gc_sweep(s, txn, s->body, body_orphan, &bp, g->dry_run, &g->st.bodies_freed);
 	if (rc)
 		goto out;
 
 	/* records of no checkpoint */
 	struct id_set known = { ids, nids };
-	rc = gc_sweep(txn, s->rec, record_orphan, &known, g->dry_run, &g->st.records_freed);
+	rc = gc_sweep(s, txn, s->rec, record_orphan, &known, g->dry_run, &g->st.records_freed);
 out:
 	if (cur)
 		mdb_cursor_close(cur);

@@ -15,6 +15,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "guard.h"
 #include "store_internal.h"
 
 struct store_snap {
@@ -61,6 +62,9 @@ int store_snap_open(struct store *s, uint64_t id, struct store_snap **out)
 		goto fail;
 	rc = load_rec(s, txn, id, &sn->rec);
 	store_rd_end(s, txn);
+	if (rc == RW_ECORRUPT || rc == RW_ECHECKSUM)
+		store_note("the record of checkpoint %llu is damaged (%s)",
+			   (unsigned long long)id, rw_strerror(rc));
 	if (rc)
 		goto fail;
 	*out = sn;
@@ -185,6 +189,7 @@ struct rwalk {
 	uint32_t nwin;           /* pages gathered in sn->win */
 	uint32_t win_cap;        /* ... before they are looked up */
 	uint32_t par_min;        /* windows this large use a second thread */
+	const char *disk;        /* the map walked (NULL: memory), for messages */
 };
 
 static bool can_split(const struct store *s)
@@ -601,6 +606,29 @@ static int runs_deliver(struct rwalk *w)
 
 /* ---- the walk ---- */
 
+/* Say which page of the window failed, and why (store_error_detail()). */
+static void win_note(struct rwalk *w)
+{
+	struct store_snap *sn = w->sn;
+	char hex[33];
+
+	for (uint32_t i = 0; i < w->nwin; i++) {
+		const struct wpage *p = &sn->win[i];
+		uint8_t page[STORE_PAGE_SIZE];
+		int prc = page_out(sn->s, p, page, true);
+
+		if (!prc)
+			continue;
+		store_note("chunk %s of checkpoint %llu (%s%s page %llu) %s",
+			   store_hash_hex(&p->key, hex), (unsigned long long)sn->rec.id,
+			   w->disk ? "disk " : "memory", w->disk ? w->disk : "",
+			   (unsigned long long)p->idx,
+			   prc == RW_ECHECKSUM ? "does not match its hash"
+			   : prc == RW_ENOTFOUND ? "is missing" : "is damaged");
+		return;
+	}
+}
+
 static int win_flush(struct rwalk *w)
 {
 	int rc;
@@ -608,8 +636,11 @@ static int win_flush(struct rwalk *w)
 	if (!w->nwin)
 		return 0;
 	rc = win_lookup(w);
-	if (!rc)
+	if (!rc) {
 		rc = w->dst ? read_deliver(w) : runs_deliver(w);
+		if (rc == RW_ECHECKSUM || rc == RW_ECORRUPT || rc == RW_ENOTFOUND)
+			win_note(w);
+	}
 	w->nwin = 0;
 	return rc;
 }
@@ -655,8 +686,16 @@ static int walk(struct rwalk *w, unsigned level, const struct store_hash *k,
 		return 0;
 	}
 	rc = node_load(w->sn->s, w->txn, k, level, &n, w->verify);
-	if (rc)
+	if (rc) {
+		char hex[33];
+
+		store_note("tree node %s of checkpoint %llu (%s%s, pages from %llu) %s",
+			   store_hash_hex(k, hex), (unsigned long long)w->sn->rec.id,
+			   w->disk ? "disk " : "memory", w->disk ? w->disk : "",
+			   (unsigned long long)base,
+			   rc == RW_ECHECKSUM ? "does not match its hash" : "is missing or damaged");
 		return rc;
+	}
 	if (level == 0) {
 		for (uint64_t i = a, j = lo; w->list ? j < hi : i < b; i++) {
 			if (w->list)
@@ -754,6 +793,7 @@ static int walk_range(struct store_snap *sn, const char *disk, uint64_t first,
 	if (rc)
 		return rc;
 	w->sn = sn;
+	w->disk = disk;
 	w->first = first;
 	w->end = first + n;
 	w->verify = !(s->flags & STORE_OPEN_NO_READ_VERIFY);
@@ -848,6 +888,8 @@ int store_snap_record(struct store_snap *sn, const char *name, void **data,
 		goto out;
 	}
 	if (XXH3_64bits(p + RECDB_HDR, v.mv_size - RECDB_HDR) != get_le64(p + 8)) {
+		store_note("record \"%s\" of checkpoint %llu fails its checksum", name,
+			   (unsigned long long)sn->rec.id);
 		rc = RW_ECHECKSUM;
 		goto out;
 	}
@@ -940,8 +982,11 @@ int store_list(struct store *s,
 			break;
 		}
 		rc = load_rec(s, txn, get_be64(k.mv_data), &rec);
-		if (rc)
+		if (rc) {
+			store_note("the record of checkpoint %llu is damaged (%s)",
+				   (unsigned long long)get_be64(k.mv_data), rw_strerror(rc));
 			break;
+		}
 		rc = fn(arg, &rec.info);
 		crec_free(&rec);
 		if (rc)

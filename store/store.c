@@ -14,6 +14,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "guard.h"
 #include "store_internal.h"
 
 #define STORE_MAGIC "rewind-store"
@@ -238,6 +239,7 @@ int store_txn_begin(struct store *s, bool write, MDB_txn **out)
 
 int store_rd_begin(struct store *s, MDB_txn **out)
 {
+	store_note_clear();
 	for (int tries = 0;; tries++) {
 		pthread_rwlock_rdlock(&s->map_lock);
 		int rc = store_txn_begin(s, false, out);
@@ -315,7 +317,14 @@ int store_write_txn(struct store *s, int (*fn)(struct store *s, MDB_txn *txn,
 	MDB_txn *txn;
 	int rc = -EIO;
 
+	store_note_clear();
 	pthread_mutex_lock(&s->write_lock);
+	rc = guard_write_ok(s);
+	if (rc) {
+		pthread_mutex_unlock(&s->write_lock);
+		return rc;
+	}
+	rc = -EIO;
 	for (int tries = 0; tries < 64; tries++) {
 		pthread_rwlock_rdlock(&s->map_lock);
 		rc = store_txn_begin(s, true, &txn);
@@ -470,8 +479,10 @@ int store_open(const char *path, struct store_open_opts *opts, struct store **ou
 	MDB_txn *txn;
 	MDB_envinfo info;
 	uint64_t map;
+	struct store_guard *guard = NULL;
 	int rc = -ENOMEM;
 
+	store_note_clear();
 	if (!opts)
 		opts = &def;
 	create = opts->flags & STORE_OPEN_CREATE;
@@ -502,10 +513,19 @@ int store_open(const char *path, struct store_open_opts *opts, struct store **ou
 		map = (uint64_t)st.st_size * 2;
 	map = (map + 65535) & ~65535ull;
 	free(data);
+	/* nothing is mapped before the meta pages and length are checked */
+	if (exists) {
+		rc = guard_precheck(path, create, &guard);
+		if (rc)
+			return rc;
+	}
 
 	s = calloc(1, sizeof(*s));
-	if (!s)
+	if (!s) {
+		guard_free(guard);
 		return -ENOMEM;
+	}
+	s->guard = guard;
 	pthread_mutex_init(&s->write_lock, NULL);
 	pthread_mutex_init(&s->stage_lock, NULL);
 	pthread_rwlock_init(&s->map_lock, NULL);
@@ -531,12 +551,21 @@ int store_open(const char *path, struct store_open_opts *opts, struct store **ou
 		mflags |= MDB_NOMETASYNC;
 	rc = mdb_env_open(s->env, path, mflags, 0600);
 	if (rc) {
+		if (rc == EACCES || rc == EROFS)
+			store_note("store %s: %s (a store is opened for writing)", path,
+				   rc == EACCES ? "permission denied" : "read-only file system");
 		rc = rc == EACCES || rc == EROFS || rc == ENOSPC ? store_mdb_err(rc)
 		     : rc > 0 && rc != EINVAL ? -rc : RW_ENOTSTORE;
 		goto fail_env;
 	}
 	if (!mdb_env_info(s->env, &info))
 		s->map_size = info.me_mapsize;
+	/* every page LMDB could follow, before it follows any */
+	if (s->guard) {
+		rc = guard_check_env(s->guard, s->env);
+		if (rc)
+			goto fail_env;
+	}
 
 	for (int tries = 0;; tries++) {
 		rc = store_txn_begin(s, create, &txn);
@@ -577,6 +606,7 @@ fail_alloc:
 	pthread_mutex_destroy(&s->write_lock);
 	pthread_mutex_destroy(&s->stage_lock);
 	pthread_rwlock_destroy(&s->map_lock);
+	guard_free(s->guard);
 	free(s->path);
 	free(s);
 	return rc;
@@ -593,6 +623,7 @@ void store_close(struct store *s)
 	pthread_mutex_destroy(&s->write_lock);
 	pthread_mutex_destroy(&s->stage_lock);
 	pthread_rwlock_destroy(&s->map_lock);
+	guard_free(s->guard);
 	free(s->path);
 	free(s);
 }

@@ -114,6 +114,16 @@ struct store_hash {
 	uint8_t b[16];
 };
 
+/*
+ * One line saying what was wrong when this thread's last store call failed
+ * on damage, naming the file and the place: "store DIR/data.mdb: truncated
+ * to 8192 of 65536 bytes", "store DIR/data.mdb: page 812 damaged: ...",
+ * "chunk 3f2a... of checkpoint 7 (memory page 513) does not match its
+ * hash". NULL when there is nothing to add to rw_strerror() of the code.
+ * Valid until the thread's next store call.
+ */
+const char *store_error_detail(void);
+
 /* Lower-case hex of a key into buf (33 bytes). Returns buf. */
 char *store_hash_hex(const struct store_hash *h, char buf[33]);
 /* True if h is all zeros, the key of a hole (never stored). */
@@ -152,7 +162,10 @@ struct store_open_opts {
  *   RW_ENOTSTORE  path is missing, not a directory, or holds no rewind store
  *   RW_EVERSION   the store's format is not STORE_FORMAT_VERSION (or its
  *                 fanout differs); opts->found_format says which
- *   RW_ECORRUPT   the store's meta data is damaged
+ *   RW_ECORRUPT   the data file is damaged or truncated (checked with pread
+ *                 before LMDB maps it: meta pages, length, every branch
+ *                 and leaf page; see README "A damaged store"), or the
+ *                 store's meta data is; store_error_detail() says where
  *   -EACCES, -EROFS, -EINVAL, -EMFILE and other errnos from the file system
  *   RW_ESTORE_FULL no space to create the store
  */
@@ -633,5 +646,53 @@ int store_export(struct store *s, uint64_t id, const char *file,
 int store_import(struct store *s, const char *file, store_progress_fn progress,
 		 void *arg, uint64_t *id, struct store_xfer_stats *stats,
 		 struct store_xfer_error *err) RW_MUST_CHECK;
+
+/* ------------------------------------------------------------------------
+ * Salvage
+ * ------------------------------------------------------------------------ */
+
+enum store_salvage_kind {
+	STORE_SALVAGE_SAVED = 1,  /* checkpoint id was copied whole */
+	STORE_SALVAGE_LOST,       /* checkpoint id was not copied: why */
+	STORE_SALVAGE_DAMAGE,     /* a damaged part of the file, skipped: why */
+};
+
+/* One line of a salvage's report; valid during the callback only. */
+struct store_salvage_item {
+	enum store_salvage_kind kind;
+	uint64_t id;              /* the checkpoint (0 for DAMAGE) */
+	const char *label;        /* its label; NULL if its record is lost */
+	const char *why;          /* LOST, DAMAGE: one line; NULL for SAVED */
+};
+
+struct store_salvage_stats {
+	uint64_t saved;           /* checkpoints copied */
+	uint64_t lost;            /* checkpoints found but not copied */
+	uint64_t damaged;         /* damaged pages (meta pages included) */
+	uint64_t chunks;          /* chunks in the new store */
+	uint64_t chunks_dropped;  /* chunks copied but reached by no saved checkpoint */
+};
+
+/*
+ * Copy every intact checkpoint of the store in directory from into a new
+ * store in directory to (created; it must not exist or be empty). The
+ * damaged store is read with pread only, never mapped or written, whatever
+ * its damage: a damaged B-tree page loses the entries below it, nothing
+ * else. A checkpoint is saved whole or not at all: its record, every page
+ * and tree node of every map (re-hashed), every named record (checksum,
+ * and for records in the base record format their own header and
+ * checksum). Saved checkpoints keep their ids, parents, times and labels;
+ * the new store passes store_verify(). fn (may be NULL) is told about every
+ * damaged part and every checkpoint, saved or not, in id order.
+ * @return 0 (whatever was lost; see stats), or
+ *   RW_ENOTSTORE  no data file in from
+ *   RW_ECORRUPT   both meta pages damaged (nothing to start from)
+ *   RW_EVERSION   the store's format is not STORE_FORMAT_VERSION
+ *   -EEXIST       to is not empty
+ *   the callback's non-zero value, errnos of the file system
+ */
+int store_salvage(const char *from, const char *to,
+		  int (*fn)(void *arg, const struct store_salvage_item *it),
+		  void *arg, struct store_salvage_stats *stats) RW_MUST_CHECK;
 
 #endif

@@ -52,6 +52,7 @@ struct store {
 	pthread_mutex_t stage_lock;
 	void **stage_free;
 	size_t nstage_free, stage_free_max;
+	struct store_guard *guard;    /* the data file's guard (guard.h) */
 };
 
 /* ---- hash table keyed by chunk key ---- */

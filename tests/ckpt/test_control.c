@@ -90,6 +90,25 @@ static int sock_connect(const char *path)
 	return fd;
 }
 
+/* A non-blocking connect: the fd once connected or in progress, or -errno. */
+static int connect_nonblock(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	size_t n = strlen(path);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_lt(n, sizeof(sa.sun_path), "socket path too long: %s", path);
+	memcpy(sa.sun_path, path, n + 1);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) && errno != EINPROGRESS) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
 static void conn_open(struct conn *c, const char *path)
 {
 	memset(c, 0, sizeof(*c));
@@ -579,13 +598,9 @@ Test(control, the_backlog_takes_every_client)
 
 	fx_start(&f, "ctl-backlog");
 	for (int i = 0; i < CONTROL_MAX_CLIENTS; i++) {
-		struct sockaddr_un sa = { .sun_family = AF_UNIX };
-		fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		cr_assert_geq(fds[i], 0);
-		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f.sock);
-		int r = connect(fds[i], (struct sockaddr *)&sa, sizeof(sa));
-		cr_assert(r == 0 || errno == EINPROGRESS, "client %d of %d: connect: %s", i + 1,
-			  CONTROL_MAX_CLIENTS, strerror(errno));
+		fds[i] = connect_nonblock(f.sock);
+		cr_assert_geq(fds[i], 0, "client %d of %d: connect: %s", i + 1, CONTROL_MAX_CLIENTS,
+			      strerror(-fds[i]));
 	}
 	for (int i = 0; i < CONTROL_MAX_CLIENTS; i++)
 		close(fds[i]);
