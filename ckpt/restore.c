@@ -319,7 +319,7 @@ static int restore_all_content(struct vm *vm, uint64_t id, struct store_snap *sn
 		int ret = restore_content(sn, d, NULL, NULL);
 		if (ret) {
 			rw_error("checkpoint %" PRIu64 ": restoring disk %s: %s", id, ops->name(d),
-				 rw_strerror(ret));
+				 store_error_detail() ? store_error_detail() : rw_strerror(ret));
 			return ret;
 		}
 		/* the content equals the checkpoint: nothing changed since it */
@@ -379,7 +379,8 @@ int machine_restore(uint64_t id, const struct machine_opts *o, struct machine **
 		goto fail;
 	ret = store_snap_foreach_run(sn, NULL, 0, info->mem.npages, fill_run, m->vm);
 	if (ret) {
-		rw_error("checkpoint %" PRIu64 ": reading memory: %s", id, rw_strerror(ret));
+		rw_error("checkpoint %" PRIu64 ": reading memory: %s", id,
+			 store_error_detail() ? store_error_detail() : rw_strerror(ret));
 		goto fail;
 	}
 	ret = load_apply(m->vm, id, &img);
@@ -530,7 +531,8 @@ int machine_rollback(struct machine *m, uint64_t id)
 		return ret;
 	ret = store_snap_open(m->store, id, &sn);
 	if (ret) {
-		rw_error("rollback: checkpoint %" PRIu64 ": %s", id, rw_strerror(ret));
+		rw_error("rollback: checkpoint %" PRIu64 ": %s", id,
+			 store_error_detail() ? store_error_detail() : rw_strerror(ret));
 		goto out_release;
 	}
 	const struct store_ckpt_info *info = store_snap_info(sn);
