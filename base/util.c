@@ -204,3 +204,55 @@ void rw_format_size(uint64_t bytes, char *buf, size_t len)
 	else
 		snprintf(buf, len, "%.1f %s", v, unit[u]);
 }
+
+/* Length of the valid UTF-8 sequence at p of a printable code point, or 0. */
+static size_t utf8_printable(const unsigned char *p)
+{
+	unsigned c = p[0], cp, n;
+
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2, cp = c & 0x1f;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3, cp = c & 0x0f;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4, cp = c & 0x07;
+	else
+		return 0;
+	for (unsigned i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f))
+		return 0; /* overlong, out of range, a surrogate, or a C1 control */
+	return n;
+}
+
+char *rw_escape(const char *s, char *buf, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t o = 0;
+
+	if (!len)
+		return buf;
+	while (*p) {
+		size_t n = *p >= 0x20 && *p < 0x7f && *p != '\\' ? 1 : *p >= 0x80 ? utf8_printable(p) : 0;
+
+		if (n) {
+			if (o + n >= len)
+				break;
+			memcpy(buf + o, p, n);
+			o += n;
+			p += n;
+		} else {
+			if (o + 4 >= len)
+				break;
+			snprintf(buf + o, len - o, "\\x%02x", *p);
+			o += 4;
+			p++;
+		}
+	}
+	buf[o] = '\0';
+	return buf;
+}

@@ -59,6 +59,15 @@ int rw_pread_all(int fd, void *buf, size_t len, uint64_t off);
  */
 void rw_format_size(uint64_t bytes, char *buf, size_t len);
 
+/*
+ * Text read from a file, a store or a guest, made safe to print: control
+ * characters (C0, DEL and C1, which can drive a terminal), bytes that are
+ * not valid UTF-8 and backslashes become \xNN; printable ASCII and valid
+ * UTF-8 stay as they are. Always NUL-terminates buf (cut short if it is
+ * too small). Returns buf.
+ */
+char *rw_escape(const char *s, char *buf, size_t len);
+
 /* Does directory path hold no entry but . and ..? (false if unreadable) */
 bool rw_dir_is_empty(const char *path);
 

@@ -16,13 +16,14 @@
 #include <unistd.h>
 
 #include "cli_store.h"
+
+#include "cli_args.h"
 #include "err.h"
 #include "log.h"
 #include "store.h"
 #include "util.h"
 
 #define EXIT_RUNTIME 1
-#define EXIT_USAGE 2
 
 struct cmd;
 
@@ -108,6 +109,27 @@ static int fail(struct ctx *c, int rc, const char *what)
 	return EXIT_RUNTIME;
 }
 
+/*
+ * Names and labels come from files: printed escaped (rw_escape), and in
+ * JSON as text even when they are not valid UTF-8. esc() has four buffers,
+ * so one printf may use it four times.
+ */
+static const char *esc(const char *s)
+{
+	static __thread char bufs[4][1024];
+	static __thread unsigned next;
+	char *b = bufs[next++ % 4];
+
+	return rw_escape(s ? s : "", b, sizeof(bufs[0]));
+}
+
+static json_t *json_text(const char *s)
+{
+	json_t *j = json_string(s ? s : "");
+
+	return j ? j : json_string(esc(s));
+}
+
 static int usage_error(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -176,7 +198,7 @@ static json_t *map_json(const struct store_map_info *m)
 {
 	json_t *o = json_object();
 
-	json_object_set_new(o, "name", json_string(m->name ? m->name : "memory"));
+	json_object_set_new(o, "name", json_text(m->name ? m->name : "memory"));
 	json_object_set_new(o, "pages", json_integer((json_int_t)m->npages));
 	json_object_set_new(o, "present", json_integer((json_int_t)m->present));
 	json_object_set_new(o, "height", json_integer(m->height));
@@ -195,7 +217,7 @@ static json_t *ckpt_json(const struct store_ckpt_info *i)
 						 : json_null());
 	json_object_set_new(o, "time_ns", json_integer((json_int_t)i->time_ns));
 	json_object_set_new(o, "time", json_string(t));
-	json_object_set_new(o, "label", json_string(i->label));
+	json_object_set_new(o, "label", json_text(i->label));
 	json_object_set_new(o, "config_bytes", json_integer((json_int_t)i->config_len));
 	json_object_set_new(o, "memory", map_json(&i->mem));
 	for (size_t k = 0; k < i->ndisks; k++)
@@ -228,7 +250,7 @@ static int ls_cb(void *arg, const struct store_ckpt_info *i)
 	snprintf(par, sizeof(par), i->parent ? "%" PRIu64 : "-", i->parent);
 	rw_format_size(i->mem.npages * STORE_PAGE_SIZE, mem, sizeof(mem));
 	printf("%-6" PRIu64 " %-6s %-19s %10s %10" PRIu64 " %5zu %7zu  %s\n", i->id, par, t,
-	       mem, i->mem.present, i->ndisks, i->nrecords, i->label);
+	       mem, i->mem.present, i->ndisks, i->nrecords, esc(i->label));
 	return 0;
 }
 
@@ -266,14 +288,14 @@ static int rec_cb(void *arg, const struct store_record_info *ri)
 
 	if (rl->arr) {
 		json_t *o = json_object();
-		json_object_set_new(o, "name", json_string(ri->name));
+		json_object_set_new(o, "name", json_text(ri->name));
 		json_object_set_new(o, "size", json_integer((json_int_t)ri->len));
 		json_object_set_new(o, "version", json_integer(ri->version));
 		json_array_append_new(rl->arr, o);
 	} else {
 		if (!rl->n)
 			printf("  %-40s %8s %10s\n", "RECORD", "VERSION", "SIZE");
-		printf("  %-40s %8u %10" PRIu64 "\n", ri->name, ri->version, ri->len);
+		printf("  %-40s %8u %10" PRIu64 "\n", esc(ri->name), ri->version, ri->len);
 	}
 	rl->n++;
 	return 0;
@@ -341,12 +363,12 @@ static int cmd_inspect(struct ctx *c)
 	else
 		printf("  %-10s -\n", "parent");
 	printf("  %-10s %s\n", "time", t);
-	printf("  %-10s %s\n", "label", *i->label ? i->label : "-");
+	printf("  %-10s %s\n", "label", *i->label ? esc(i->label) : "-");
 	printf("  %-10s %zu bytes\n", "config", i->config_len);
 	print_map("memory", &i->mem);
 	for (size_t k = 0; k < i->ndisks; k++) {
 		char what[300];
-		snprintf(what, sizeof(what), "disk %s", i->disks[k].name);
+		snprintf(what, sizeof(what), "disk %s", esc(i->disks[k].name));
 		print_map(what, &i->disks[k]);
 	}
 	rw_format_size(st->new_bytes, b, sizeof(b));
@@ -461,7 +483,7 @@ static int diff_map(struct ctx *c, uint64_t a, uint64_t b, const char *disk, jso
 		return rc;
 	}
 	json_t *o = json_object();
-	json_object_set_new(o, "name", json_string(disk ? disk : "memory"));
+	json_object_set_new(o, "name", json_text(disk ? disk : "memory"));
 	json_object_set_new(o, "changed_pages", json_integer((json_int_t)st.changed));
 	json_object_set_new(o, "nodes_read", json_integer((json_int_t)st.nodes_read));
 	json_object_set_new(o, "ranges", d.ranges);
@@ -528,12 +550,12 @@ static int cmd_diff(struct ctx *c)
 		int cmp = i == ra.n ? 1 : j == rb.n ? -1 : strcmp(ra.names[i], rb.names[j]);
 
 		if (cmp < 0) {
-			json_array_append_new(removed, json_string(ra.names[i++]));
+			json_array_append_new(removed, json_text(ra.names[i++]));
 		} else if (cmp > 0) {
-			json_array_append_new(added, json_string(rb.names[j++]));
+			json_array_append_new(added, json_text(rb.names[j++]));
 		} else {
 			if (ra.sums[i] != rb.sums[j] || ra.vers[i] != rb.vers[j])
-				json_array_append_new(changed, json_string(ra.names[i]));
+				json_array_append_new(changed, json_text(ra.names[i]));
 			i++;
 			j++;
 		}
@@ -670,15 +692,15 @@ static int verify_cb(void *arg, const struct store_problem *p)
 		json_object_set_new(o, "chunk", p->has_chunk ? jhash(&p->chunk) : json_null());
 		json_object_set_new(o, "checkpoint", p->ckpt ? json_integer((json_int_t)p->ckpt)
 							   : json_null());
-		json_object_set_new(o, "record", p->record ? json_string(p->record) : json_null());
-		json_object_set_new(o, "detail", json_string(p->detail));
+		json_object_set_new(o, "record", p->record ? json_text(p->record) : json_null());
+		json_object_set_new(o, "detail", json_text(p->detail));
 		for (size_t i = 0; i < p->naffected; i++)
 			json_array_append_new(aff, json_integer((json_int_t)p->affected[i]));
 		json_object_set_new(o, "affected", aff);
 		json_array_append_new(v->arr, o);
 		return 0;
 	}
-	printf("problem: %s: %s", store_problem_name(p->kind), p->detail);
+	printf("problem: %s: %s", store_problem_name(p->kind), esc(p->detail));
 	if (p->naffected) {
 		printf(" (affects checkpoint%s", p->naffected > 1 ? "s" : "");
 		for (size_t i = 0; i < p->naffected; i++)
@@ -816,7 +838,7 @@ static int ex_cb(void *arg, const struct store_ckpt_info *i)
 	json_t *o = json_object();
 
 	json_object_set_new(o, "id", json_integer((json_int_t)i->id));
-	json_object_set_new(o, "label", json_string(i->label));
+	json_object_set_new(o, "label", json_text(i->label));
 	json_object_set_new(o, "logical_bytes",
 			    json_integer((json_int_t)(i->mem.present * STORE_PAGE_SIZE)));
 	json_array_append_new(e->arr, o);
@@ -888,7 +910,7 @@ static int cmd_stats(struct ctx *c)
 			  sizeof(u));
 		printf("  %-8" PRIu64 " %12s %12s  %s\n",
 		       (uint64_t)json_integer_value(json_object_get(v, "id")), l, u,
-		       json_string_value(json_object_get(v, "label")));
+		       esc(json_string_value(json_object_get(v, "label"))));
 	}
 	json_decref(e.arr);
 	return 0;
@@ -909,24 +931,24 @@ static int salvage_cb(void *arg, const struct store_salvage_item *it)
 
 	if (!sv->saved) {
 		if (it->kind == STORE_SALVAGE_DAMAGE)
-			printf("damage: %s\n", it->why);
+			printf("damage: %s\n", esc(it->why));
 		else if (it->kind == STORE_SALVAGE_SAVED)
-			printf("saved  %-6" PRIu64 " %s\n", it->id, it->label);
+			printf("saved  %-6" PRIu64 " %s\n", it->id, esc(it->label));
 		else
 			printf("lost   %-6" PRIu64 " %s: %s\n", it->id,
-			       it->label ? it->label : "(label unknown)", it->why);
+			       it->label ? esc(it->label) : "(label unknown)", esc(it->why));
 		return 0;
 	}
 	o = json_object();
 	if (it->kind == STORE_SALVAGE_DAMAGE) {
-		json_array_append_new(sv->damage, json_string(it->why));
+		json_array_append_new(sv->damage, json_text(it->why));
 		json_decref(o);
 		return 0;
 	}
 	json_object_set_new(o, "id", json_integer((json_int_t)it->id));
-	json_object_set_new(o, "label", it->label ? json_string(it->label) : json_null());
+	json_object_set_new(o, "label", it->label ? json_text(it->label) : json_null());
 	if (it->kind == STORE_SALVAGE_LOST)
-		json_object_set_new(o, "why", json_string(it->why));
+		json_object_set_new(o, "why", json_text(it->why));
 	json_array_append_new(it->kind == STORE_SALVAGE_SAVED ? sv->saved : sv->lost, o);
 	return 0;
 }
@@ -1105,6 +1127,17 @@ int cli_store_main(const char *name, int argc, char **argv)
 		usage_error(name, "unexpected argument '%s'", c.args[cmd->max_args]);
 		goto out;
 	}
+	/* a wrong path is a usage error, found before anything is opened */
+	if (cli_check_store(name, c.store_dir, !cmd->create))
+		goto out;
+	if (cmd->run == cmd_import && cli_check_input_file(name, "file", c.args[0]))
+		goto out;
+	if (cmd->run == cmd_export && cli_check_output_file(name, "file", c.args[1]))
+		goto out;
+	if (cmd->run == cmd_salvage && cli_check_store(name, c.to, false))
+		goto out;
+	/* a store this command creates is removed again if it fails */
+	bool new_store = cmd->create && cli_path_missing(c.store_dir);
 	/* salvage reads a damaged store itself: LMDB never opens it */
 	if (cmd->run == cmd_salvage) {
 		ret = cmd->run(&c);
@@ -1136,6 +1169,8 @@ int cli_store_main(const char *name, int argc, char **argv)
 	}
 	ret = cmd->run(&c);
 	store_close(c.s);
+	if (ret && new_store)
+		store_remove_new(c.store_dir);
 out:
 	free(c.args);
 	return ret;

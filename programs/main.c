@@ -18,6 +18,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "cli_args.h"
 #include "cli_ctl.h"
 #include "cli_demo.h"
 #include "cli_store.h"
@@ -31,7 +32,6 @@
 #include "util.h"
 #include "vm.h"
 
-#define EXIT_USAGE 2
 #define EXIT_CRASH 3
 #define EXIT_FATAL 4
 
@@ -110,37 +110,6 @@ static int input_error(const char *what, const char *path, const char *why)
 {
 	fprintf(stderr, "rewind: error: %s '%s': %s\n", what, path, why);
 	return EXIT_USAGE;
-}
-
-/*
- * --store DIR: a directory that holds a store, or one to create. A file, a
- * directory the user cannot read, or a non-empty directory that is not a
- * store are refused before anything is written; restore needs the store.
- */
-static int check_store_dir(const char *dir, bool must_exist)
-{
-	char path[RW_PATH_MAX + 16];
-	struct stat st;
-
-	if (stat(dir, &st)) {
-		if (errno == ENOENT && !must_exist)
-			return 0;
-		return input_error("--store", dir, errno == ENOENT ? "no such store" : strerror(errno));
-	}
-	if (!S_ISDIR(st.st_mode))
-		return input_error("--store", dir, "not a directory");
-	if (access(dir, R_OK | X_OK))
-		return input_error("--store", dir, strerror(errno));
-	snprintf(path, sizeof(path), "%s/data.mdb", dir);
-	if (access(path, F_OK) == 0)
-		return access(path, R_OK) ? input_error("--store", path, strerror(errno)) : 0;
-	if (must_exist)
-		return input_error("--store", dir, "not a rewind store (no data.mdb)");
-	if (!rw_dir_is_empty(dir))
-		return input_error("--store", dir,
-				   "not a rewind store and not empty: a new store needs an empty "
-				   "or missing directory");
-	return 0;
 }
 
 /* --control PATH: its directory exists and the path fits a socket address. */
@@ -455,7 +424,7 @@ static int parse_run(int argc, char **argv, struct run_args *a)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	if ((a->every_ns || a->keep) && !a->mo.store_dir)
 		return usage_error("%s", "--checkpoint-every and --keep need --store DIR");
-	if (a->mo.store_dir && check_store_dir(a->mo.store_dir, a->restore))
+	if (a->mo.store_dir && cli_check_store(NULL, a->mo.store_dir, a->restore))
 		return EXIT_USAGE;
 	if (a->control && check_control_path(a->control))
 		return EXIT_USAGE;
@@ -501,7 +470,7 @@ static int run_machine(int argc, char **argv, bool restore)
 	if (ret)
 		return ret;
 	/* a store this run creates is removed again if the run cannot start */
-	bool new_store = a.mo.store_dir && access(a.mo.store_dir, F_OK) != 0;
+	bool new_store = a.mo.store_dir && cli_path_missing(a.mo.store_dir);
 	if (restore) {
 		a.mo.serial_out = a.cfg.serial_out;
 		ret = machine_restore(a.restore_id, &a.mo, &m);

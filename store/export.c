@@ -652,6 +652,9 @@ static int import_txn(struct store *s, MDB_txn *txn, void *arg)
 			    get_le32(p + 8), XF_VERSION);
 	if (get_le32(p + 12) != STORE_FANOUT || get_le32(p + 16) != STORE_PAGE_SIZE)
 		return xerr(x, RW_EVERSION, 12, "header", "unsupported fanout or page size");
+	if (get_le32(p + 20) != 0)
+		return xerr(x, RW_ECORRUPT, 20, "header", "reserved field is 0x%08x, not 0",
+			    get_le32(p + 20));
 
 	while (!ended) {
 		uint32_t type, len;

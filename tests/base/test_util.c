@@ -75,3 +75,29 @@ Test(util, helper_threads_start_and_stop, .timeout = 10)
 	rw_thread_stop(t, &w.lock, &w.cond, &w.stop);
 	cr_expect(w.stop);
 }
+
+Test(util, text_from_files_is_escaped)
+{
+	static const struct {
+		const char *in, *out;
+	} t[] = {
+		{ "plain label", "plain label" },
+		{ "tab\there", "tab\\x09here" },
+		{ "\x1b[2J\x1b]0;owned\x07", "\\x1b[2J\\x1b]0;owned\\x07" },
+		{ "back\\slash", "back\\x5cslash" },
+		{ "caf\xc3\xa9", "caf\xc3\xa9" },                 /* valid UTF-8 stays */
+		{ "csi \xc2\x9b" "31m", "csi \\xc2\\x9b31m" },     /* C1 control */
+		{ "bad \xff\xfe", "bad \\xff\\xfe" },
+		{ "cut \xe2\x82", "cut \\xe2\\x82" },              /* truncated sequence */
+		{ "overlong \xc0\xaf", "overlong \\xc0\\xaf" },
+		{ "del \x7f", "del \\x7f" },
+	};
+	char buf[128];
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		cr_expect_str_eq(rw_escape(t[i].in, buf, sizeof(buf)), t[i].out, "case %zu", i);
+	/* a short buffer is cut, never overrun, and always terminated */
+	char small[6];
+	cr_expect_str_eq(rw_escape("\x01\x02\x03", small, sizeof(small)), "\\x01");
+	cr_expect_str_eq(rw_escape("abcdefgh", small, sizeof(small)), "abcde");
+}

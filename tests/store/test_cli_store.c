@@ -262,10 +262,10 @@ Test(store_cli, errors)
 	struct run r;
 	char *file;
 
-	/* not a store */
+	/* no store there: a wrong argument */
 	run(&r, (const char *[]){ "ls", "--store", dir, NULL });
-	cr_assert_eq(r.status, 1);
-	cr_assert(strstr(r.err, "is not a rewind store"), "%s", r.err);
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	cr_assert(strstr(r.err, "no such store"), "%s", r.err);
 	cr_assert_eq(access(dir, F_OK), -1, "ls created the store");
 	populate();
 	/* missing id */
@@ -308,4 +308,99 @@ Test(store_cli, errors)
 	cr_assert(strstr(r.err, want), "%s", r.err);
 	cr_assert_eq(strchr(r.err, '\n'), r.err + strlen(r.err) - 1, "%s", r.err);
 	cr_assert(cli_store_has("verify") && !cli_store_has("run"));
+}
+
+Test(store_cli, wrong_paths_are_usage_errors_and_leave_nothing)
+{
+	struct run r;
+	char plain[4200], other[4200], newstore[4200], bad[4200], missing[4200], out[4200];
+
+	snprintf(plain, sizeof(plain), "%s/plain", tmp);
+	snprintf(other, sizeof(other), "%s/other", tmp);
+	snprintf(newstore, sizeof(newstore), "%s/new", tmp);
+	snprintf(bad, sizeof(bad), "%s/bad.rwx", tmp);
+	snprintf(missing, sizeof(missing), "%s/none.rwx", tmp);
+	snprintf(out, sizeof(out), "%s/nodir/x.rwx", tmp);
+	FILE *fp = fopen(plain, "w");
+	cr_assert_not_null(fp);
+	fputs("not a store", fp);
+	fclose(fp);
+	cr_assert_eq(mkdir(other, 0700), 0);
+	fp = fopen(bad, "w");
+	cr_assert_not_null(fp);
+	fputs("RWSTOREX but nothing else", fp);
+	fclose(fp);
+
+	run(&r, (const char *[]){ "ls", "--store", plain, NULL });
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	cr_assert(strstr(r.err, "not a directory"), "%s", r.err);
+	run(&r, (const char *[]){ "ls", "--store", other, NULL });
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	cr_assert(strstr(r.err, "not a rewind store"), "%s", r.err);
+
+	/* import: a missing file, a directory, a store among other files */
+	run(&r, (const char *[]){ "import", "--store", newstore, missing, NULL });
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	cr_assert(strstr(r.err, missing), "%s", r.err);
+	run(&r, (const char *[]){ "import", "--store", newstore, other, NULL });
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	cr_assert(strstr(r.err, "a directory"), "%s", r.err);
+	cr_assert_eq(access(newstore, F_OK), -1, "a refused import created the store");
+	fp = fopen(plain, "a");
+	fclose(fp);
+	char busy[4200];
+	snprintf(busy, sizeof(busy), "%s/busy", tmp);
+	cr_assert_eq(mkdir(busy, 0700), 0);
+	snprintf(other, sizeof(other), "%s/busy/notes.txt", tmp);
+	fp = fopen(other, "w");
+	cr_assert_not_null(fp);
+	fclose(fp);
+	run(&r, (const char *[]){ "import", "--store", busy, bad, NULL });
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	cr_assert(strstr(r.err, "not empty"), "%s", r.err);
+	snprintf(other, sizeof(other), "%s/busy/data.mdb", tmp);
+	cr_assert_eq(access(other, F_OK), -1, "a store was put among the user's files");
+
+	/* a damaged file: the import fails and its new store is gone */
+	run(&r, (const char *[]){ "import", "--store", newstore, bad, NULL });
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	cr_assert_eq(access(newstore, F_OK), -1, "the failed import left its new store behind");
+
+	/* export into a directory that does not exist */
+	populate();
+	run(&r, (const char *[]){ "export", "--store", dir, "1", out, NULL });
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	cr_assert(strstr(r.err, "directory does not exist"), "%s", r.err);
+}
+
+Test(store_cli, names_from_the_store_are_printed_escaped)
+{
+	struct store *s = open_store(dir, 0);
+	struct store_ckpt *c;
+	uint8_t buf[PG];
+	uint64_t id;
+	struct run r;
+
+	page_fill(buf, 7);
+	cr_assert_eq(store_ckpt_begin(s, 0, &c), 0);
+	cr_assert_eq(store_ckpt_set_size(c, NULL, 16), 0);
+	cr_assert_eq(store_ckpt_set_label(c, "evil\x1b]0;owned\x07\xff"), 0);
+	cr_assert_eq(store_ckpt_add_range(c, NULL, 0, buf, 1), 0);
+	cr_assert_eq(store_ckpt_put_record(c, "dev/x/\x1b[2J", 1, "z", 1), 0);
+	cr_assert_eq(store_ckpt_commit(c, &id, NULL), 0);
+	store_close(s);
+
+	run(&r, (const char *[]){ "ls", "--store", dir, NULL });
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_null(strchr(r.out, 0x1b), "a raw escape reached the terminal: %s", r.out);
+	cr_assert(strstr(r.out, "evil\\x1b]0;owned\\x07\\xff"), "%s", r.out);
+	run(&r, (const char *[]){ "inspect", "--store", dir, "1", NULL });
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_null(strchr(r.out, 0x1b), "a raw escape reached the terminal: %s", r.out);
+	cr_assert(strstr(r.out, "dev/x/\\x1b[2J"), "%s", r.out);
+	/* JSON carries the label even though it is not UTF-8 */
+	json_t *j = run_json((const char *[]){ "ls", "--store", dir, "--json", NULL });
+	json_t *c1 = json_array_get(json_object_get(j, "checkpoints"), 0);
+	cr_assert(json_is_string(json_object_get(c1, "label")), "no label in ls --json");
+	json_decref(j);
 }

@@ -312,6 +312,14 @@ Test(store_xfer, corrupt_and_truncated_files_are_refused)
 		refused(t, bad, &before, what, f < 32 ? 0 : fs, f);
 	}
 
+	/* a reserved header field that is not 0, with a header checksum that fits */
+	memcpy(b, orig, len);
+	b[20] = 1;
+	uint64_t hsum = XXH3_64bits(b, 24);
+	memcpy(b + 24, &hsum, 8);
+	spit(bad, b, len);
+	refused(t, bad, &before, "reserved header field", 20, 20);
+
 	/* a chunk whose frame checksum is right but whose content is not its key */
 	size_t ck = 0;
 	for (size_t k = 0; k < nf; k++)

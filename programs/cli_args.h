@@ -1,0 +1,30 @@
+/*
+ * cli_args.h - checks of the paths a user names on the command line, made
+ * before anything is opened or written, so that a wrong one is a usage
+ * error (exit status 2) with one line naming it and what is wrong.
+ */
+#ifndef RW_PROGRAMS_CLI_ARGS_H
+#define RW_PROGRAMS_CLI_ARGS_H
+
+#include <stdbool.h>
+
+#define EXIT_USAGE 2
+
+/*
+ * --store DIR for command cmd. With must_exist, DIR must hold a store the
+ * user can read. Without, it may also be missing or an empty directory
+ * (a store is created there); a file or a directory of other files is
+ * refused. Returns 0 or EXIT_USAGE (the line is printed).
+ */
+int cli_check_store(const char *cmd, const char *dir, bool must_exist);
+
+/* A file to read (a regular file the user can read). 0 or EXIT_USAGE. */
+int cli_check_input_file(const char *cmd, const char *what, const char *path);
+
+/* A file to create: its directory exists and is a directory. 0 or EXIT_USAGE. */
+int cli_check_output_file(const char *cmd, const char *what, const char *path);
+
+/* Was path missing (so a store created there is the command's own)? */
+bool cli_path_missing(const char *path);
+
+#endif
