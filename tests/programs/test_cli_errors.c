@@ -140,3 +140,25 @@ Test(cli_errors, kvm_without_permission_is_explained)
 	cr_expect(strstr(r.err, "kvm"), "%s", r.err);
 	cli_result_free(&r);
 }
+
+Test(cli_errors, a_store_the_user_cannot_read)
+{
+	const char *dir = rw_test_tmpdir("err-perm");
+	char store[4200];
+	snprintf(store, sizeof(store), "%s/store", dir);
+	struct store_open_opts so = { .flags = STORE_OPEN_CREATE };
+	struct store *s;
+	cr_assert_eq(store_open(store, &so, &s), 0);
+	store_close(s);
+	if (getuid() != 0)
+		cr_skip_test("needs root to run rewind as another user");
+	cr_assert_eq(chmod(dir, 0755), 0);
+	cr_assert_eq(chmod(store, 0700), 0);
+	const char *a[] = { "rewind", "ls", "--store", store, NULL };
+	struct cli_result r;
+	cr_assert_eq(cli_run(a, NULL, 60, 65534, &r), 0); /* as nobody */
+	cr_expect_eq(r.status, 2, "exit %d: %s", r.status, r.err);
+	cr_expect(strstr(r.err, "permission denied"), "%s", r.err);
+	cr_expect(!strstr(r.err, "not a rewind store"), "%s", r.err);
+	cli_result_free(&r);
+}
