@@ -187,6 +187,11 @@ __attribute__((noinline)) int64_t rw_report_crash(uint64_t code)
 	return rw_hypercall2(RW_HC_CRASH_SOFT, code, pc);
 }
 
+int64_t rw_coverage_map(const void *map, size_t size)
+{
+	return rw_hypercall2(RW_HC_COVERAGE, (uint64_t)map, size);
+}
+
 /* ---------------------------------------------------------------- time */
 
 void rw_sleep_ns(uint64_t ns)
