@@ -158,9 +158,21 @@ int64_t rw_payload(void *buf, size_t cap)
  */
 static int harness_attached;
 
+/*
+ * lib/cov.c, when the program was built with coverage (a weak reference: it
+ * does not pull the runtime into other images). Zeroes the coverage map so
+ * that the root holds an empty one (rw/abi.h RW_HC_COVERAGE).
+ */
+extern void rw_cov_prepare_root(void) __attribute__((weak));
+
 int64_t rw_snapshot(void)
 {
-	int64_t r = rw_hypercall0(RW_HC_SNAPSHOT);
+	int64_t r;
+
+	/* Only before the root is taken: a run that calls it again keeps its map. */
+	if (!harness_attached && rw_cov_prepare_root)
+		rw_cov_prepare_root();
+	r = rw_hypercall0(RW_HC_SNAPSHOT);
 
 	if (r >= 0)
 		harness_attached = 1;
