@@ -146,13 +146,16 @@ static bool harness_call(struct rewind_vm *h, struct vcpu *v, unsigned nr, const
 		*ret = 0;
 		return true;
 	case RW_HC_COVERAGE: {
-		uint8_t *map = a[1] && a[1] <= COVERAGE_MAX ? mem_gpa_to_hva(&h->vm->mem, a[0], a[1]) : NULL;
+		uint64_t gpa = a[0], size = a[1];
+		bool shape = size >= RW_COV_MAP_ALIGN && size <= COVERAGE_MAX &&
+			     !(size & (size - 1)) && gpa % RW_COV_MAP_ALIGN == 0;
+		uint8_t *map = shape ? mem_gpa_to_hva(&h->vm->mem, gpa, size) : NULL;
 
 		if (!map) {
-			rw_error("the guest announced a coverage map outside guest RAM or of a bad "
-				 "size: 0x%llx, %llu bytes", (unsigned long long)a[0],
-				 (unsigned long long)a[1]);
-			*ret = a[1] && a[1] <= COVERAGE_MAX ? -EFAULT : -EINVAL;
+			rw_error("the guest announced a coverage map %s: 0x%llx, %llu bytes",
+				 shape ? "outside guest RAM" : "that is not whole aligned pages of a "
+				 "power-of-two size", (unsigned long long)gpa, (unsigned long long)size);
+			*ret = shape ? -EFAULT : -EINVAL;
 			return true;
 		}
 		h->cov_map = map;

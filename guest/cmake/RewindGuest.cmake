@@ -3,7 +3,7 @@
 #   include(/usr/local/share/rewind/cmake/RewindGuest.cmake)
 #   rw_guest_program(mytarget SOURCES main.c util.c)    # -> mytarget.elf
 #
-# rw_guest_program(<name> SOURCES <src>... [CFLAGS <flag>...]
+# rw_guest_program(<name> SOURCES <src>... [CFLAGS <flag>...] [COVERAGE]
 #                  [OUTPUT_DIR <dir>] [DEPENDS <file-or-target>...]
 #                  [ELF_VAR <var>] [NO_TARGET])
 #
@@ -13,7 +13,9 @@
 # into <OUTPUT_DIR>/<name>.elf (default: the current binary dir), checks the
 # image's CPL0 code, and adds a target rw_guest_<name> (part of ALL) that
 # builds it. NO_TARGET skips the target (the caller drives the .elf through
-# its own); ELF_VAR receives the path of the .elf.
+# its own); ELF_VAR receives the path of the .elf. COVERAGE compiles the
+# sources with edge-coverage instrumentation (REWIND_GUEST_COV_CFLAGS; the
+# runtime, rw/cov.h, comes from librw.a): only these sources, never the SDK.
 #
 # Settings (set them before include() to override):
 #   REWIND_GUEST_CC           compiler (default: CMAKE_C_COMPILER, else cc)
@@ -21,6 +23,9 @@
 #   REWIND_GUEST_LIB_DIR      directory holding crt0.o rw_kernel.o librw.a rw.ld
 #   REWIND_GUEST_CHECK        the check-cpl0.sh script ("" to skip the check)
 #   REWIND_GUEST_LIB_DEPENDS  extra dependencies of every image (in-tree use)
+#   REWIND_GUEST_COV_CFLAGS   the COVERAGE flags (default: by compiler, gcc
+#                             -fsanitize-coverage=trace-pc, clang
+#                             -fsanitize-coverage=trace-pc-guard)
 include_guard(GLOBAL)
 
 get_filename_component(_rw_guest_prefix "${CMAKE_CURRENT_LIST_DIR}/../../.." ABSOLUTE)
@@ -41,6 +46,15 @@ if(NOT DEFINED REWIND_GUEST_CC)
   endif()
 endif()
 find_program(REWIND_GUEST_OBJDUMP NAMES objdump)
+if(NOT DEFINED REWIND_GUEST_COV_CFLAGS)
+  execute_process(COMMAND ${REWIND_GUEST_CC} --version
+    OUTPUT_VARIABLE _rw_guest_cc_version ERROR_QUIET)
+  if(_rw_guest_cc_version MATCHES "clang")
+    set(REWIND_GUEST_COV_CFLAGS -fsanitize-coverage=trace-pc-guard)
+  else()
+    set(REWIND_GUEST_COV_CFLAGS -fsanitize-coverage=trace-pc)
+  endif()
+endif()
 find_program(REWIND_GUEST_NM NAMES nm)
 
 # Flags for CPL3 program code. SSE is allowed (the kernel never touches
@@ -52,7 +66,7 @@ set(REWIND_GUEST_CFLAGS
 set(REWIND_GUEST_LDFLAGS -nostdlib -static -no-pie -Wl,--build-id=none)
 
 function(rw_guest_program name)
-  cmake_parse_arguments(G "NO_TARGET" "OUTPUT_DIR;ELF_VAR" "SOURCES;CFLAGS;DEPENDS" ${ARGN})
+  cmake_parse_arguments(G "NO_TARGET;COVERAGE" "OUTPUT_DIR;ELF_VAR" "SOURCES;CFLAGS;DEPENDS" ${ARGN})
   if(NOT G_SOURCES)
     message(FATAL_ERROR "rw_guest_program(${name}): no SOURCES")
   endif()
@@ -63,6 +77,10 @@ function(rw_guest_program name)
   set(objdir ${CMAKE_CURRENT_BINARY_DIR}/rw_guest_${name}.dir)
   file(MAKE_DIRECTORY ${objdir} ${G_OUTPUT_DIR})
   file(GLOB sdk_headers ${REWIND_GUEST_INCLUDE_DIR}/rw/*.h)
+  set(cov)
+  if(G_COVERAGE)
+    set(cov ${REWIND_GUEST_COV_CFLAGS})
+  endif()
 
   set(objs)
   foreach(src IN LISTS G_SOURCES)
@@ -70,7 +88,7 @@ function(rw_guest_program name)
     get_filename_component(base ${src} NAME)
     set(obj ${objdir}/${base}.o)
     add_custom_command(OUTPUT ${obj}
-      COMMAND ${REWIND_GUEST_CC} ${REWIND_GUEST_CFLAGS} ${G_CFLAGS}
+      COMMAND ${REWIND_GUEST_CC} ${REWIND_GUEST_CFLAGS} ${cov} ${G_CFLAGS}
               -I${REWIND_GUEST_INCLUDE_DIR} -c ${abs} -o ${obj}
       DEPENDS ${abs} ${sdk_headers} ${G_DEPENDS}
       COMMENT "Compiling guest ${name}: ${base}"

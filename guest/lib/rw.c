@@ -158,9 +158,21 @@ int64_t rw_payload(void *buf, size_t cap)
  */
 static int harness_attached;
 
+/*
+ * lib/cov.c, when the program was built with coverage (a weak reference: it
+ * does not pull the runtime into other images). Zeroes the coverage map so
+ * that the root holds an empty one (rw/abi.h RW_HC_COVERAGE).
+ */
+extern void rw_cov_prepare_root(void) __attribute__((weak));
+
 int64_t rw_snapshot(void)
 {
-	int64_t r = rw_hypercall0(RW_HC_SNAPSHOT);
+	int64_t r;
+
+	/* Only before the root is taken: a run that calls it again keeps its map. */
+	if (!harness_attached && rw_cov_prepare_root)
+		rw_cov_prepare_root();
+	r = rw_hypercall0(RW_HC_SNAPSHOT);
 
 	if (r >= 0)
 		harness_attached = 1;
@@ -185,6 +197,11 @@ __attribute__((noinline)) int64_t rw_report_crash(uint64_t code)
 		return 0;
 	}
 	return rw_hypercall2(RW_HC_CRASH_SOFT, code, pc);
+}
+
+int64_t rw_coverage_map(const void *map, size_t size)
+{
+	return rw_hypercall2(RW_HC_COVERAGE, (uint64_t)map, size);
 }
 
 /* ---------------------------------------------------------------- time */

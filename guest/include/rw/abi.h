@@ -195,10 +195,34 @@
 			       it and reset (kAFL PANIC) */
 #define RW_HC_LOG 9         /* (buf_gpa, len) -> 0: host-side log line, for
 			       diagnostics that must not touch guest state */
-#define RW_HC_COVERAGE 10   /* (map_gpa, map_size) -> 0: the guest's coverage
-			       map; -EINVAL/-EFAULT for a bad range, -ENOSYS
-			       when no harness reads coverage */
+#define RW_HC_COVERAGE 10   /* (map_gpa, map_size) -> 0: the guest's edge
+			       coverage map, see below */
 #define RW_HC_NR 16
+
+/*
+ * RW_HC_COVERAGE: where the guest keeps its coverage map, so that a fuzzing
+ * harness can read it without looking up symbols in the image.
+ *
+ * The map is map_size bytes of guest RAM at map_gpa (virtual == physical).
+ * map_gpa is a multiple of RW_COV_MAP_ALIGN and map_size a power of two of
+ * at least RW_COV_MAP_ALIGN, so the map is whole pages that hold nothing
+ * else. Each byte counts, modulo 256 but never wrapping to 0, the times
+ * the target took one edge (AFL's layout: an AFL++ harness can compare it
+ * as its shared memory map).
+ *
+ * The guest announces the map once, before RW_HC_SNAPSHOT, and makes it all
+ * zero right before that snapshot. The reset root therefore holds a zero
+ * map: after a run (RW_HC_DONE, RW_HC_CRASH_SOFT, a crash) the harness
+ * reads the map, and the reset that copies back the pages the run wrote
+ * zeroes it for the next run at no extra cost. The host never writes the
+ * map. A later call replaces the earlier one.
+ *
+ * Result: 0; -EINVAL (map_gpa not aligned, map_size not a power of two or
+ * too small); -EFAULT (the map is not all RAM); -ENOSYS (the VMM and its
+ * harness do not use coverage: the guest just goes on, counting into a map
+ * nobody reads).
+ */
+#define RW_COV_MAP_ALIGN 4096
 
 #ifndef RW_ABI_ASM
 /*

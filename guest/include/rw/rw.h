@@ -284,6 +284,15 @@ int64_t rw_snapshot(void);
 int64_t rw_done(int status);
 int64_t rw_report_crash(uint64_t code);
 
+/*
+ * Tell the host where the coverage map is (RW_HC_COVERAGE, rw/abi.h): size
+ * bytes at map, page aligned, size a power of two >= 4096. Returns 0 or a
+ * negative errno (-ENOSYS when the host does not use coverage). Programs
+ * built with coverage (rw/cov.h) need not call it: the runtime announces
+ * its map at start-up.
+ */
+int64_t rw_coverage_map(const void *map, size_t size);
+
 /* ================================================================= time */
 
 /*
