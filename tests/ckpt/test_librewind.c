@@ -162,3 +162,60 @@ Test(librewind, no_coverage_map_without_announcement, .timeout = 60)
 	rewind_destroy(vm);
 	free(root);
 }
+
+/* Run one input on the tlv target and copy its coverage map into out. */
+static void cov_run(struct rewind_vm *vm, const void *in, size_t n, uint8_t *out, size_t size)
+{
+	struct rewind_event ev;
+	uint8_t *map;
+	size_t msize;
+
+	cr_assert_eq(rewind_set_payload(vm, in, n), 0);
+	cr_assert_eq(rewind_run(vm, &ev), 0);
+	cr_assert(ev.kind == REWIND_EV_DONE || ev.kind == REWIND_EV_CRASH, "event %d (%s)", ev.kind,
+		  ev.message);
+	cr_assert_eq(rewind_coverage(vm, &map, &msize), 0);
+	cr_assert_eq(msize, size);
+	memcpy(out, map, size);
+	cr_assert_eq(rewind_reset(vm), 0);
+}
+
+static size_t nonzero(const uint8_t *m, size_t n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		k += m[i] != 0;
+	return k;
+}
+
+Test(librewind, coverage_is_stable_distinct_and_empty_at_the_root, .timeout = 300)
+{
+	/* INT 1, NAME "ab", CSUM: one path; a NEST with an INT inside: another */
+	static const uint8_t a[] = { 0x01, 0x01, 0x05, 0x02, 0x02, 'a', 'b' };
+	static const uint8_t b[] = { 0x03, 0x03, 0x01, 0x01, 0x07, 0xff, 0x00 };
+	uint8_t *root, *map, *first, *m;
+	size_t len, size;
+	struct rewind_vm *vm = at_root("tlv", 1000000, &root, &len);
+
+	cr_assert_eq(rewind_coverage(vm, &map, &size), 0, "the tlv target announced no map");
+	cr_assert_geq(size, 4096);
+	cr_assert_eq(nonzero(map, size), 0, "the map is not empty at the root");
+	first = malloc(size);
+	m = malloc(size);
+	cr_assert(first && m);
+	cov_run(vm, a, sizeof(a), first, size);
+	cr_assert_gt(nonzero(first, size), 0, "the run recorded no edge");
+	cr_assert_eq(nonzero(map, size), 0, "the reset did not clear the map");
+	for (unsigned i = 0; i < 1000; i++) {
+		cov_run(vm, a, sizeof(a), m, size);
+		cr_assert(memcmp(m, first, size) == 0, "run %u of the same input gave another map", i);
+	}
+	cov_run(vm, b, sizeof(b), m, size);
+	cr_assert(memcmp(m, first, size) != 0, "two inputs on different branches gave one map");
+	expect_root(vm, root, len);
+	rewind_destroy(vm);
+	free(first);
+	free(m);
+	free(root);
+}
