@@ -71,6 +71,7 @@ const char *bench_guest(const char *name);
 int bench_floor_main(int argc, char **argv);
 int bench_ckpt_main(int argc, char **argv);
 int bench_reset_main(int argc, char **argv);
+int bench_fuzz_main(int argc, char **argv);
 /* Checkpoints every 500 ms of a guest writing 0, 16, 256 MiB per period. */
 int bench_devices_ckpt(void);
 

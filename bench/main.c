@@ -22,6 +22,7 @@ static const struct bench_cmd cmds[] = {
 	{ "ckpt", bench_ckpt_main, "checkpoint pause vs memcpy of the dirty pages, persist time" },
 	{ "reset", bench_reset_main, "fast reset loop vs KVM_RUN round trip + memcpy" },
 	{ "devices", bench_devices_main, "virtio-blk throughput vs direct host I/O; checkpointing a writing guest" },
+	{ "fuzz", bench_fuzz_main, "AFL++ through rewind (-X) vs AFL++ persistent and forkserver, native" },
 };
 
 static void usage(FILE *f)
