@@ -808,6 +808,7 @@ static int cmd_import(struct ctx *c)
 	if (c->json) {
 		json_t *o = json_object();
 		json_object_set_new(o, "id", json_integer((json_int_t)id));
+		json_object_set_new(o, "original_id", json_integer((json_int_t)st.original_id));
 		json_object_set_new(o, "file", json_string(c->args[0]));
 		json_object_set_new(o, "chunks", json_integer((json_int_t)st.chunks));
 		json_object_set_new(o, "new_chunks", json_integer((json_int_t)st.new_chunks));
@@ -815,8 +816,12 @@ static int cmd_import(struct ctx *c)
 		json_object_set_new(o, "bytes", json_integer((json_int_t)st.bytes));
 		return print_json(o);
 	}
-	printf("imported %s as checkpoint %" PRIu64 ": %" PRIu64 " chunks (%" PRIu64
-	       " new), %" PRIu64 " records\n", c->args[0], id, st.chunks, st.new_chunks,
+	char was[128] = "";
+	if (st.original_id && st.original_id != id)
+		snprintf(was, sizeof(was), " (checkpoint %" PRIu64 " where it was exported: that id "
+			 "is taken here)", st.original_id);
+	printf("imported %s as checkpoint %" PRIu64 "%s: %" PRIu64 " chunks (%" PRIu64
+	       " new), %" PRIu64 " records\n", esc(c->args[0]), id, was, st.chunks, st.new_chunks,
 	       st.records);
 	return 0;
 }

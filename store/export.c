@@ -466,12 +466,38 @@ struct import_ctx {
 	void *arg;
 	struct store_xfer_error *err;
 	struct store_xfer_stats st;
-	uint64_t id;
+	uint64_t id;             /* the imported checkpoint's id here */
+	uint64_t next_id;        /* the store's next id before the import */
 	struct hmap created;     /* new chunks -> frame offset */
 };
 
 static int xerr(struct import_ctx *x, int rc, uint64_t off, const char *section,
 		const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/*
+ * The id the imported checkpoint gets: the one it had where it was
+ * exported if this store has none by that id, so that it keeps its name;
+ * else the store's next id. Ids stay unique; an id below the next one is
+ * only taken when it is free.
+ */
+static int import_pick_id(struct store *s, MDB_txn *txn, struct import_ctx *x, uint64_t orig)
+{
+	uint8_t kb[8];
+	MDB_val k = { 8, kb }, v;
+	int rc;
+
+	x->st.original_id = orig;
+	x->id = x->next_id;
+	if (orig == 0)
+		return 0;
+	put_be64(kb, orig);
+	rc = mdb_get(txn, s->ckpt, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		x->id = orig;
+		return 0;
+	}
+	return rc ? store_mdb_err(rc) : 0;
+}
 
 static int xerr(struct import_ctx *x, int rc, uint64_t off, const char *section,
 		const char *fmt, ...)
@@ -634,9 +660,10 @@ static int import_txn(struct store *s, MDB_txn *txn, void *arg)
 	hmap_free(&x->created);
 	if (hmap_init(&x->created, 1024))
 		return -ENOMEM;
-	rc = meta_get_u64(s, txn, "next-id", &x->id);
+	rc = meta_get_u64(s, txn, "next-id", &x->next_id);
 	if (rc)
 		return rc == RW_ENOTFOUND ? RW_ECORRUPT : rc;
+	x->id = x->next_id;
 
 	p = rd_get(&x->r, 0, XF_HDR, &rerr);
 	if (!p)
@@ -710,6 +737,7 @@ static int import_txn(struct store *s, MDB_txn *txn, void *arg)
 			have_ckpt = true;
 			ckpt_off = off;
 			expect = FR_RECORD;
+			rc = import_pick_id(s, txn, x, rec.id);
 			break;
 		case FR_RECORD:
 			rc = import_record(s, txn, x, off, p, len);
@@ -782,7 +810,7 @@ static int import_txn(struct store *s, MDB_txn *txn, void *arg)
 		if (rc == -EEXIST)
 			rc = RW_ECORRUPT;
 	}
-	if (!rc)
+	if (!rc && x->id >= x->next_id)
 		rc = meta_put_u64(s, txn, "next-id", x->id + 1);
 	x->st.bytes = x->r.size;
 	if (!rc && x->progress)

@@ -613,6 +613,7 @@ struct store_xfer_stats {
 	uint64_t new_chunks;   /* import: chunks the store did not have */
 	uint64_t records;
 	uint64_t bytes;        /* file size */
+	uint64_t original_id;  /* import: the checkpoint's id where it was exported */
 };
 
 /*
@@ -631,8 +632,10 @@ int store_export(struct store *s, uint64_t id, const char *file,
 		 struct store_xfer_stats *stats) RW_MUST_CHECK;
 
 /*
- * Import a file written by store_export() as a new checkpoint (new id, no
- * parent), sharing the chunks the store already has. Every frame is checked
+ * Import a file written by store_export() as a new checkpoint (no parent),
+ * sharing the chunks the store already has. It keeps the id it had where it
+ * was exported (stats->original_id) when this store has no checkpoint by
+ * that id; otherwise it gets the store's next id. Its label is kept. Every frame is checked
  * (checksum, chunk keys, node structure, references) and everything happens
  * in one write transaction: on any failure the store is left as it was and
  * err (may be NULL) says where.

@@ -236,9 +236,10 @@ Test(store_cli, export_import)
 	cr_assert_gt(json_integer_value(json_object_get(j, "chunks")), 5);
 	json_decref(j);
 	j = run_json((const char *[]){ "import", "--store", other, file, "--json", NULL });
-	cr_assert_eq(json_integer_value(json_object_get(j, "id")), 1);
+	cr_assert_eq(json_integer_value(json_object_get(j, "id")), 2, "the import renumbered");
+	cr_assert_eq(json_integer_value(json_object_get(j, "original_id")), 2);
 	json_decref(j);
-	j = run_json((const char *[]){ "inspect", "--store", other, "1", "--json", NULL });
+	j = run_json((const char *[]){ "inspect", "--store", other, "2", "--json", NULL });
 	cr_assert_eq(json_array_size(json_object_get(j, "records")), 2);
 	json_decref(j);
 

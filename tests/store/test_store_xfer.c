@@ -143,7 +143,8 @@ Test(store_xfer, export_import_roundtrip)
 	rc = store_import(t, file, prog_cb, &pi, &nid, &is, &err);
 	cr_assert_eq(rc, 0, "import: %s at %lu (%s): %s", rw_strerror(rc),
 		     (unsigned long)err.offset, err.section, err.detail);
-	cr_assert_eq(nid, 1);
+	cr_assert_eq(nid, b, "the import did not keep the checkpoint's id");
+	cr_assert_eq(is.original_id, b);
 	cr_assert_eq(is.chunks, xs.chunks);
 	cr_assert_eq(is.new_chunks, xs.chunks);
 	cr_assert(pi.monotonic && pi.last == (uint64_t)st.st_size);
@@ -153,13 +154,14 @@ Test(store_xfer, export_import_roundtrip)
 	/* a second import shares every chunk */
 	rc = store_import(t, file, NULL, NULL, &nid, &is, &err);
 	cr_assert_eq(rc, 0);
-	cr_assert_eq(nid, 2);
+	cr_assert_eq(nid, b + 1, "the id is taken: the next one");
+	cr_assert_eq(is.original_id, b);
 	cr_assert_eq(is.new_chunks, 0);
 	verify_clean(t);
 	/* deleting one copy keeps the other whole */
-	cr_assert_eq(store_delete(t, 1, NULL), 0);
+	cr_assert_eq(store_delete(t, b, NULL), 0);
 	verify_clean(t);
-	same_checkpoint(s, b, t, 2);
+	same_checkpoint(s, b, t, b + 1);
 	cr_assert_eq(store_export(s, 99, file, NULL, NULL, NULL), RW_ENOTFOUND);
 	store_close(t);
 	store_close(s);
