@@ -10,6 +10,8 @@
  */
 #include "control.h"
 
+#include "store.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -180,7 +182,7 @@ static void report_json(json_t *o, const struct ckpt_report *rep)
 
 static const char *const no_fields[] = { NULL };
 static const char *const checkpoint_fields[] = { "label", NULL };
-static const char *const rollback_fields[] = { "id", NULL }; /* also pin, unpin */
+static const char *const rollback_fields[] = { "id", "label", NULL }; /* also pin, unpin */
 
 static int cmd_checkpoint(struct request *r)
 {
@@ -209,18 +211,55 @@ static int cmd_checkpoint(struct request *r)
 	return 0;
 }
 
-static int cmd_rollback(struct request *r)
+/*
+ * The checkpoint a request names: "id" (a positive integer) or "label"
+ * (the label of exactly one checkpoint in the machine's store).
+ */
+static int req_checkpoint(struct request *r, const char *cmd, uint64_t *id)
 {
-	json_t *jv = json_object_get(r->req, "id");
-	uint64_t id;
+	json_t *jv = json_object_get(r->req, "id"), *jl = json_object_get(r->req, "label");
+	struct store *s = machine_store(r->c->m);
+	uint64_t ids[2];
+	size_t n;
 	int ret;
 
+	if (jv && jl)
+		return req_fail(r, -EINVAL, "%s: give \"id\" or \"label\", not both", cmd);
+	if (jl) {
+		if (!json_is_string(jl))
+			return req_fail(r, -EINVAL, "%s: \"label\" must be a string, not %s", cmd,
+					jtype(jl));
+		if (!s)
+			return req_fail(r, -ENOSYS, "%s: this VM has no store (run it with --store DIR)",
+					cmd);
+		ret = store_find_label(s, json_string_value(jl), ids, 2, &n);
+		if (ret)
+			return req_fail(r, ret, "%s: looking for the label: %s", cmd, rw_strerror(ret));
+		if (n == 0)
+			return req_fail(r, RW_ENOTFOUND, "%s: no checkpoint has that label", cmd);
+		if (n > 1)
+			return req_fail(r, -EINVAL, "%s: %zu checkpoints have that label (%" PRIu64
+					", %" PRIu64 "%s): give an id", cmd, n, ids[0], ids[1],
+					n > 2 ? ", ..." : "");
+		*id = ids[0];
+		return 0;
+	}
 	if (!jv)
-		return req_fail(r, -EINVAL, "rollback: missing \"id\" (a checkpoint id)");
+		return req_fail(r, -EINVAL, "%s: missing \"id\" (a checkpoint id) or \"label\"", cmd);
 	if (!json_is_integer(jv) || json_integer_value(jv) <= 0)
-		return req_fail(r, -EINVAL, "rollback: \"id\" must be a positive integer, not %s",
+		return req_fail(r, -EINVAL, "%s: \"id\" must be a positive integer, not %s", cmd,
 				jtype(jv));
-	id = (uint64_t)json_integer_value(jv);
+	*id = (uint64_t)json_integer_value(jv);
+	return 0;
+}
+
+static int cmd_rollback(struct request *r)
+{
+	uint64_t id;
+	int ret = req_checkpoint(r, "rollback", &id);
+
+	if (ret)
+		return ret;
 	ret = machine_rollback(r->c->m, id);
 	if (ret == -ENOSYS)
 		return req_fail(r, ret, "rollback: this VM has no store (run it with --store DIR)");
@@ -236,16 +275,11 @@ static int cmd_rollback(struct request *r)
 static int cmd_pin_unpin(struct request *r, bool pin)
 {
 	const char *name = pin ? "pin" : "unpin";
-	json_t *jv = json_object_get(r->req, "id");
 	uint64_t id;
-	int ret;
+	int ret = req_checkpoint(r, name, &id);
 
-	if (!jv)
-		return req_fail(r, -EINVAL, "%s: missing \"id\" (a checkpoint id)", name);
-	if (!json_is_integer(jv) || json_integer_value(jv) <= 0)
-		return req_fail(r, -EINVAL, "%s: \"id\" must be a positive integer, not %s", name,
-				jtype(jv));
-	id = (uint64_t)json_integer_value(jv);
+	if (ret)
+		return ret;
 	ret = machine_pin(r->c->m, id, pin);
 	if (ret == -ENOSYS)
 		return req_fail(r, ret, "%s: this VM has no store (run it with --store DIR)", name);

@@ -424,6 +424,11 @@ struct vm *machine_vm(struct machine *m)
 	return m->vm;
 }
 
+struct store *machine_store(struct machine *m)
+{
+	return m->store;
+}
+
 struct dirty_tracker *machine_dirty(struct machine *m)
 {
 	return m->dirty;

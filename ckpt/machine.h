@@ -103,6 +103,8 @@ void machine_wait(struct machine *m, struct vm_stop_info *out);
 void machine_destroy(struct machine *m);
 
 struct vm *machine_vm(struct machine *m);
+/* The machine's checkpoint store, or NULL without one. */
+struct store *machine_store(struct machine *m);
 /* The dirty tracker, or NULL without a store. */
 struct dirty_tracker *machine_dirty(struct machine *m);
 

@@ -1,12 +1,15 @@
 #include "cli_args.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "err.h"
+#include "store.h"
 #include "util.h"
 
 static int refuse(const char *cmd, const char *what, const char *path, const char *why)
@@ -91,4 +94,36 @@ bool cli_path_missing(const char *path)
 	struct stat st;
 
 	return stat(path, &st) != 0 && errno == ENOENT;
+}
+
+int cli_checkpoint_arg(const char *cmd, struct store *s, const char *arg, uint64_t *id)
+{
+	uint64_t ids[8];
+	size_t n = 0;
+	char l[512], list[256] = "";
+	int rc;
+
+	if (rw_parse_uint(arg, 1, UINT64_MAX, id) == 0)
+		return 0;
+	rc = store_find_label(s, arg, ids, 8, &n);
+	if (rc) {
+		fprintf(stderr, "rewind: error: %s: looking for label '%s': %s\n", cmd,
+			rw_escape(arg, l, sizeof(l)), rw_strerror(rc));
+		return 1;
+	}
+	if (n == 1) {
+		*id = ids[0];
+		return 0;
+	}
+	if (n == 0) {
+		fprintf(stderr, "rewind: error: %s: '%s' is neither a checkpoint id nor the label "
+			"of a checkpoint\n", cmd, rw_escape(arg, l, sizeof(l)));
+		return EXIT_USAGE;
+	}
+	for (size_t i = 0; i < n && i < 8; i++)
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%" PRIu64,
+			 i ? ", " : "", ids[i]);
+	fprintf(stderr, "rewind: error: %s: label '%s' names %zu checkpoints (%s%s): give an id\n",
+		cmd, rw_escape(arg, l, sizeof(l)), n, list, n > 8 ? ", ..." : "");
+	return EXIT_USAGE;
 }

@@ -7,6 +7,7 @@
 #define RW_PROGRAMS_CLI_ARGS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #define EXIT_USAGE 2
 
@@ -23,6 +24,16 @@ int cli_check_input_file(const char *cmd, const char *what, const char *path);
 
 /* A file to create: its directory exists and is a directory. 0 or EXIT_USAGE. */
 int cli_check_output_file(const char *cmd, const char *what, const char *path);
+
+struct store;
+
+/*
+ * A checkpoint named on the command line: an id, or the label of exactly
+ * one checkpoint of store s. Returns 0 with *id set, EXIT_USAGE (no
+ * checkpoint has that label, or several do: the line lists them) or 1 (the
+ * store failed). cmd prefixes the line.
+ */
+int cli_checkpoint_arg(const char *cmd, struct store *s, const char *arg, uint64_t *id);
 
 /* Was path missing (so a store created there is the command's own)? */
 bool cli_path_missing(const char *path);

@@ -259,15 +259,21 @@ static int build_checkpoint(json_t *req, char **args, int nargs)
 	return 0;
 }
 
+/* A checkpoint by id, or by label when the argument is not a number. */
 static int build_id(const char *cmd, json_t *req, const char *arg)
 {
 	uint64_t id;
+	json_t *l;
 
-	if (rw_parse_uint(arg, 1, INT64_MAX, &id)) {
-		usage_error("%s: ID must be a checkpoint number, 1 or more (got '%s')", cmd, arg);
+	if (rw_parse_uint(arg, 1, INT64_MAX, &id) == 0) {
+		json_object_set_new(req, "id", json_integer((json_int_t)id));
+		return 0;
+	}
+	if (!*arg || arg[0] == '-' || (arg[0] >= '0' && arg[0] <= '9') || !(l = json_string(arg))) {
+		usage_error("%s: give a checkpoint id (1 or more) or a label (got '%s')", cmd, arg);
 		return -EINVAL;
 	}
-	json_object_set_new(req, "id", json_integer((json_int_t)id));
+	json_object_set_new(req, "label", l);
 	return 0;
 }
 
@@ -289,10 +295,10 @@ static int build_unpin(json_t *req, char **args, int nargs)
 static const struct ctl_cmd ctl_cmds[] = {
 	{ "checkpoint", "[LABEL]", "take a checkpoint, reply once it is stored", 0, 1,
 	  build_checkpoint, print_checkpoint },
-	{ "rollback", "ID", "bring the VM back to checkpoint ID", 1, 1, build_rollback,
+	{ "rollback", "ID|LABEL", "bring the VM back to a checkpoint", 1, 1, build_rollback,
 	  print_rollback },
-	{ "pin", "ID", "keep checkpoint ID whatever --keep says", 1, 1, build_pin, print_pin },
-	{ "unpin", "ID", "let retention delete checkpoint ID again", 1, 1, build_unpin, print_pin },
+	{ "pin", "ID|LABEL", "keep a checkpoint whatever --keep says", 1, 1, build_pin, print_pin },
+	{ "unpin", "ID|LABEL", "let retention delete it again", 1, 1, build_unpin, print_pin },
 	{ "pause", "", "stop the vCPUs", 0, 0, build_none, print_pause },
 	{ "resume", "", "let paused vCPUs run again", 0, 0, build_none, print_resume },
 	{ "status", "", "state, memory, store, last checkpoint", 0, 0, build_none, print_status },

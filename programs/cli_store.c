@@ -145,13 +145,12 @@ static int usage_error(const char *cmd, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
-static int parse_id(const char *cmd, const char *s, uint64_t *id)
+/* A checkpoint argument: an id, or a label that names one checkpoint. */
+static int parse_id(struct ctx *c, const char *s, uint64_t *id)
 {
-	if (rw_parse_uint(s, 1, UINT64_MAX, id)) {
-		usage_error(cmd, "'%s' is not a checkpoint id", s);
-		return -EINVAL;
-	}
-	return 0;
+	int rc = cli_checkpoint_arg(c->cmd->name, c->s, s, id);
+
+	return rc == EXIT_USAGE ? -EINVAL : rc ? -EIO : 0;
 }
 
 static int no_ckpt(struct ctx *c, uint64_t id)
@@ -317,7 +316,7 @@ static int cmd_inspect(struct ctx *c)
 	uint64_t id, xbytes = 0, xchunks = 0;
 	int rc;
 
-	if (parse_id(c->cmd->name, c->args[0], &id))
+	if (parse_id(c, c->args[0], &id))
 		return EXIT_USAGE;
 	rc = store_snap_open(c->s, id, &sn);
 	if (rc == RW_ENOTFOUND)
@@ -499,7 +498,7 @@ static int cmd_diff(struct ctx *c)
 	uint64_t a, b;
 	int rc, ret = 0;
 
-	if (parse_id(c->cmd->name, c->args[0], &a) || parse_id(c->cmd->name, c->args[1], &b))
+	if (parse_id(c, c->args[0], &a) || parse_id(c, c->args[1], &b))
 		return EXIT_USAGE;
 	rc = store_snap_open(c->s, a, &sa);
 	if (rc == RW_ENOTFOUND) {
@@ -605,7 +604,7 @@ static int cmd_rm(struct ctx *c)
 	int ret = 0;
 
 	for (int k = 0; k < c->nargs; k++)
-		if (parse_id(c->cmd->name, c->args[k], &id)) {
+		if (parse_id(c, c->args[k], &id)) {
 			json_decref(arr);
 			return EXIT_USAGE;
 		}
@@ -613,7 +612,7 @@ static int cmd_rm(struct ctx *c)
 		uint64_t freed = 0;
 		int rc;
 
-		parse_id(c->cmd->name, c->args[k], &id);
+		parse_id(c, c->args[k], &id);
 		rc = store_delete(c->s, id, &freed);
 		if (rc == RW_ENOTFOUND) {
 			ret = no_ckpt(c, id);
@@ -757,7 +756,7 @@ static int cmd_export(struct ctx *c)
 	uint64_t id;
 	int rc;
 
-	if (parse_id(c->cmd->name, c->args[0], &id))
+	if (parse_id(c, c->args[0], &id))
 		return EXIT_USAGE;
 	rc = store_export(c->s, id, c->args[1], bar_cb, &bar, &st);
 	bar_end(&bar);

@@ -202,6 +202,7 @@ static const struct option run_opts[] = {
 struct run_args {
 	bool restore;
 	uint64_t restore_id;
+	const char *restore_arg;  /* an id or a label */
 	struct vm_config cfg;
 	bool vm_flags;            /* a flag that only `run` takes was given */
 	struct machine_opts mo;
@@ -411,8 +412,7 @@ static int parse_run(int argc, char **argv, struct run_args *a)
 	if (a->restore) {
 		if (optind >= argc)
 			return usage_error("%s", "restore needs a checkpoint ID");
-		if (rw_parse_uint(argv[optind], 1, UINT64_MAX, &a->restore_id))
-			return usage_error("checkpoint ID must be a positive number (got '%s')", argv[optind]);
+		a->restore_arg = argv[optind];
 		optind++;
 		if (!a->mo.store_dir)
 			return usage_error("%s", "restore needs --store DIR");
@@ -452,6 +452,26 @@ static int parse_run(int argc, char **argv, struct run_args *a)
 	return 0;
 }
 
+/* The checkpoint restore names: an id, or a label looked up in the store. */
+static int restore_id(struct run_args *a)
+{
+	struct store_open_opts so = { 0 };
+	struct store *s;
+	int ret;
+
+	if (rw_parse_uint(a->restore_arg, 1, UINT64_MAX, &a->restore_id) == 0)
+		return 0;
+	ret = store_open(a->mo.store_dir, &so, &s);
+	if (ret) {
+		rw_error("opening store %s: %s", a->mo.store_dir,
+			 store_error_detail() ? store_error_detail() : rw_strerror(ret));
+		return 1;
+	}
+	ret = cli_checkpoint_arg("restore", s, a->restore_arg, &a->restore_id);
+	store_close(s);
+	return ret;
+}
+
 static int run_machine(int argc, char **argv, bool restore)
 {
 	struct run_args a;
@@ -472,6 +492,9 @@ static int run_machine(int argc, char **argv, bool restore)
 	/* a store this run creates is removed again if the run cannot start */
 	bool new_store = a.mo.store_dir && cli_path_missing(a.mo.store_dir);
 	if (restore) {
+		ret = restore_id(&a);
+		if (ret)
+			return ret;
 		a.mo.serial_out = a.cfg.serial_out;
 		ret = machine_restore(a.restore_id, &a.mo, &m);
 	}

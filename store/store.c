@@ -628,6 +628,33 @@ void store_close(struct store *s)
 	free(s);
 }
 
+struct label_find {
+	const char *label;
+	uint64_t *ids;
+	size_t max, n;
+};
+
+static int label_match(void *arg, const struct store_ckpt_info *info)
+{
+	struct label_find *f = arg;
+
+	if (strcmp(info->label, f->label) == 0) {
+		if (f->n < f->max)
+			f->ids[f->n] = info->id;
+		f->n++;
+	}
+	return 0;
+}
+
+int store_find_label(struct store *s, const char *label, uint64_t *ids, size_t max, size_t *n)
+{
+	struct label_find f = { label, ids, max, 0 };
+	int rc = store_list(s, label_match, &f);
+
+	*n = f.n;
+	return rc;
+}
+
 static int count_one(void *arg, const struct store_ckpt_info *info)
 {
 	(void)info;

@@ -176,6 +176,13 @@ int store_open(const char *path, struct store_open_opts *opts,
 void store_close(struct store *s);
 
 /*
+ * The checkpoints labelled label: up to max ids into ids (ascending), their
+ * total count into *n (which may exceed max). 0 or a store error.
+ */
+int store_find_label(struct store *s, const char *label, uint64_t *ids, size_t max,
+		     size_t *n) RW_MUST_CHECK;
+
+/*
  * Remove the store at path that a command created and could not use: its
  * files and the directory. Only a store without a checkpoint is removed
  * (anything else in the directory is left alone). 0 or -errno.

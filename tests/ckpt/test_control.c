@@ -803,7 +803,7 @@ Test(ctl_cli, usage_errors_exit_2)
 	const char *a2[] = { "rewind", "ctl", nosock, NULL };
 	const char *a3[] = { "rewind", "ctl", nosock, "frob", NULL };
 	const char *a4[] = { "rewind", "ctl", nosock, "rollback", NULL };
-	const char *a5[] = { "rewind", "ctl", nosock, "rollback", "x", NULL };
+	const char *a5[] = { "rewind", "ctl", nosock, "rollback", "", NULL };
 	const char *a6[] = { "rewind", "ctl", nosock, "rollback", "0", NULL };
 	const char *a7[] = { "rewind", "ctl", nosock, "rollback", "-4", NULL };
 	const char *a8[] = { "rewind", "ctl", nosock, "pause", "now", NULL };
@@ -815,7 +815,7 @@ Test(ctl_cli, usage_errors_exit_2)
 	expect_usage(a2, "COMMAND");
 	expect_usage(a3, "frob");
 	expect_usage(a4, "ID");
-	expect_usage(a5, "'x'");
+	expect_usage(a5, "''");
 	expect_usage(a6, "'0'");
 	expect_usage(a7, "'-4'");
 	expect_usage(a8, "'now'");
