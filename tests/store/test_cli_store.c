@@ -405,3 +405,36 @@ Test(store_cli, names_from_the_store_are_printed_escaped)
 	cr_assert(json_is_string(json_object_get(c1, "label")), "no label in ls --json");
 	json_decref(j);
 }
+
+Test(store_cli, checkpoints_by_label)
+{
+	struct run r;
+	char *file;
+
+	populate(); /* 1 "boot", 2 unlabelled */
+	json_t *j = run_json((const char *[]){ "inspect", "--store", dir, "boot", "--json", NULL });
+	cr_assert_eq(json_integer_value(json_object_get(j, "id")), 1);
+	json_decref(j);
+	cr_assert(asprintf(&file, "%s/boot.rwx", tmp) > 0);
+	j = run_json((const char *[]){ "export", "--store", dir, "boot", file, "--json", NULL });
+	json_decref(j);
+	run(&r, (const char *[]){ "inspect", "--store", dir, "nosuch", NULL });
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	cr_assert(strstr(r.err, "neither a checkpoint id nor the label"), "%s", r.err);
+
+	/* the same label twice: an id is needed */
+	struct store *s = open_store(dir, 0);
+	struct store_ckpt *c;
+	uint64_t id;
+	cr_assert_eq(store_ckpt_begin(s, 2, &c), 0);
+	cr_assert_eq(store_ckpt_set_label(c, "boot"), 0);
+	cr_assert_eq(store_ckpt_commit(c, &id, NULL), 0);
+	store_close(s);
+	run(&r, (const char *[]){ "rm", "--store", dir, "boot", NULL });
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	cr_assert(strstr(r.err, "names 2 checkpoints (1, 3)"), "%s", r.err);
+	j = run_json((const char *[]){ "ls", "--store", dir, "--json", NULL });
+	cr_assert_eq(json_array_size(json_object_get(j, "checkpoints")), 3, "rm deleted on a guess");
+	json_decref(j);
+	free(file);
+}
