@@ -37,6 +37,12 @@ struct ckpt_report {
 	int err;                /* 0, or why the checkpoint failed */
 };
 
+/* restore: a disk of the checkpoint that is now somewhere else. */
+struct machine_disk_path {
+	const char *name;           /* as board_disk_name() gives it */
+	const char *path;
+};
+
 struct machine_opts {
 	const char *store_dir;      /* NULL: no store; checkpoints fail -ENOSYS */
 	enum dirty_mode dirty;
@@ -44,6 +50,9 @@ struct machine_opts {
 	bool console_stdin;         /* attach stdin to the UART */
 	const char *serial_out;     /* restore: console file; NULL/"" = stdout
 				       (where the original run wrote is not reused) */
+	/* restore: disks to open at another path than the checkpoint's */
+	const struct machine_disk_path *disk_paths;
+	unsigned ndisk_paths;
 	/* called on the writer thread after every checkpoint, ok or failed */
 	void (*on_report)(void *opaque, const struct ckpt_report *rep);
 	void *opaque;

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "board.h"
 #include "device.h"
 #include "log.h"
 #include "rw/abi.h"
@@ -330,6 +332,53 @@ static int restore_all_content(struct vm *vm, uint64_t id, struct store_snap *sn
 	return 0;
 }
 
+/* Open the checkpoint's disks where the user says they are now. */
+static int move_disks(struct vm_config *cfg, uint64_t id, const struct machine_opts *o)
+{
+	char name[DEV_ID_MAX + 32], names[512];
+
+	for (unsigned k = 0; k < o->ndisk_paths; k++) {
+		const struct machine_disk_path *dp = &o->disk_paths[k];
+		unsigned i;
+
+		for (i = 0; i < cfg->ndisks; i++) {
+			board_disk_name(cfg, i, name, sizeof(name));
+			if (strcmp(name, dp->name) == 0)
+				break;
+		}
+		if (i == cfg->ndisks) {
+			names[0] = 0;
+			for (unsigned j = 0; j < cfg->ndisks; j++) {
+				board_disk_name(cfg, j, name, sizeof(name));
+				snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
+					 j ? ", " : "", name);
+			}
+			rw_error("checkpoint %" PRIu64 ": --disk %s=...: it has no disk by that name "
+				 "(%s%s)", id, dp->name, cfg->ndisks ? "its disks: " : "no disks",
+				 names);
+			return RW_ENOTFOUND;
+		}
+		if (strlen(dp->path) >= sizeof(cfg->disks[i].path))
+			return -ENAMETOOLONG;
+		snprintf(cfg->disks[i].path, sizeof(cfg->disks[i].path), "%s", dp->path);
+	}
+	return 0;
+}
+
+/* After the disks did not open: name the ones that are not where the checkpoint says. */
+static void explain_missing_disks(const struct vm_config *cfg)
+{
+	char name[DEV_ID_MAX + 32];
+
+	for (unsigned i = 0; i < cfg->ndisks; i++) {
+		if (access(cfg->disks[i].path, R_OK) == 0)
+			continue;
+		board_disk_name(cfg, i, name, sizeof(name));
+		rw_error("restore: disk %s is not at %s any more: give its place with --disk %s=PATH",
+			 name, cfg->disks[i].path, name);
+	}
+}
+
 int machine_restore(uint64_t id, const struct machine_opts *o, struct machine **out)
 {
 	struct store_snap *sn = NULL;
@@ -370,9 +419,14 @@ int machine_restore(uint64_t id, const struct machine_opts *o, struct machine **
 	}
 	machine_host_cfg(&cfg, o);
 	snprintf(cfg.serial_out, sizeof(cfg.serial_out), "%s", o->serial_out ? o->serial_out : "");
-	ret = machine_build_vm(m, &cfg);
+	ret = move_disks(&cfg, id, o);
 	if (ret)
 		goto fail;
+	ret = machine_build_vm(m, &cfg);
+	if (ret) {
+		explain_missing_disks(&cfg);
+		goto fail;
+	}
 	/* everything is checked before memory is filled or state applied */
 	ret = load_validate(m->vm, id, sn, &img);
 	if (ret)

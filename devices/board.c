@@ -51,6 +51,16 @@ static int board_console(struct vm *vm)
 	return ret;
 }
 
+void board_disk_name(const struct vm_config *cfg, unsigned i, char *buf, size_t len)
+{
+	/* the disks are the board's only virtio devices, in windows 0, 1, ... */
+	if (cfg->disks[i].id[0])
+		snprintf(buf, len, "%s", cfg->disks[i].id);
+	else
+		snprintf(buf, len, "virtio-blk@mmio-0x%llx",
+			 (unsigned long long)(RW_GPA_VIRTIO_BASE + i * RW_VIRTIO_WINDOW));
+}
+
 /* One virtio-blk per --disk, in the next free virtio-mmio windows. */
 static int board_disks(struct vm *vm)
 {

@@ -9,6 +9,9 @@
 #ifndef RW_DEVICES_BOARD_H
 #define RW_DEVICES_BOARD_H
 
+#include <stddef.h>
+
+#include "config.h"
 #include "err.h"
 
 struct vm;
@@ -22,6 +25,13 @@ struct serial;
  * device and the cause (e.g. the --serial-out file cannot be created).
  */
 int board_build(struct vm *vm) RW_MUST_CHECK;
+
+/*
+ * The name board_build() gives disk i of cfg: its configured id, or the
+ * id of its virtio-mmio window ("virtio-blk@mmio-0xd0000000"). It names the
+ * disk in checkpoints (`rewind inspect`) and in `restore --disk NAME=PATH`.
+ */
+void board_disk_name(const struct vm_config *cfg, unsigned i, char *buf, size_t len);
 
 /* The console UART of a VM built by board_build(), or NULL. */
 struct serial *board_serial(struct vm *vm);

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <jansson.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -49,8 +50,8 @@ static void usage(FILE *f)
 		"             [--disk PATH[,id=NAME][,ro][,engine=uring|sync]]...\n"
 		"             [--store DIR [--dirty-log ring|bitmap] [--relaxed-sync] [--json]]\n"
 		"             [--control PATH] [--checkpoint-every DURATION [--keep N]]\n"
-		"  rewind restore --store DIR ID [--serial-out FILE] [--no-stdin] [--json]\n"
-		"             [--control PATH]\n"
+		"  rewind restore --store DIR ID|LABEL [--serial-out FILE] [--no-stdin] [--json]\n"
+		"             [--control PATH] [--disk NAME=PATH]...\n"
 		"      --kernel FILE     guest image (a static ELF64, e.g. from the guest SDK)\n"
 		"      --mem SIZE        guest RAM, 16M to 64G, suffix K, M or G (default 64M)\n"
 		"      --cpus N          vCPUs, 1 to 64 (default 1)\n"
@@ -80,7 +81,9 @@ static void usage(FILE *f)
 		"      --keep N          keep the N most recent periodic checkpoints of this run;\n"
 		"                        older ones are deleted and their chunks freed (never\n"
 		"                        one taken by hand, by the guest or pinned: ctl pin ID)\n"
-		"  restore recreates the VM from checkpoint ID alone and continues it.\n"
+		"  restore recreates the VM from checkpoint ID (or the one LABEL names) alone and\n"
+		"  continues it; --disk NAME=PATH opens one of its disks where it is now (NAME as\n"
+		"  rewind inspect shows it).\n"
 		"\n"
 		"Inspect and manage a checkpoint store:\n");
 	cli_store_usage(f);
@@ -203,6 +206,9 @@ struct run_args {
 	bool restore;
 	uint64_t restore_id;
 	const char *restore_arg;  /* an id or a label */
+	struct machine_disk_path moved[RW_MAX_DISKS]; /* restore --disk NAME=PATH */
+	char moved_path[RW_MAX_DISKS][RW_PATH_MAX];
+	unsigned nmoved;
 	struct vm_config cfg;
 	bool vm_flags;            /* a flag that only `run` takes was given */
 	struct machine_opts mo;
@@ -385,6 +391,25 @@ static int parse_run(int argc, char **argv, struct run_args *a)
 			break;
 		case OPT_DISK: {
 			char why[256];
+			if (a->restore) {
+				/* NAME=PATH: a disk of the checkpoint that has moved */
+				char *eq = strchr(optarg, '=');
+				if (!eq || eq == optarg || !eq[1])
+					return usage_error("restore --disk takes NAME=PATH (the disk's "
+							   "name as rewind inspect shows it), not '%s'",
+							   optarg);
+				if (a->nmoved == RW_MAX_DISKS)
+					return usage_error("at most 8 --disk options%s", "");
+				*eq = 0;
+				if (cli_check_input_file(NULL, "--disk", eq + 1))
+					return EXIT_USAGE;
+				if (!realpath(eq + 1, a->moved_path[a->nmoved]))
+					return input_error("--disk", eq + 1, strerror(errno));
+				a->moved[a->nmoved].name = optarg;
+				a->moved[a->nmoved].path = a->moved_path[a->nmoved];
+				a->nmoved++;
+				break;
+			}
 			if (cfg->ndisks == RW_MAX_DISKS)
 				return usage_error("at most 8 --disk options%s", "");
 			if (disk_config_parse(optarg, &cfg->disks[cfg->ndisks], why, sizeof(why))) {
@@ -442,12 +467,16 @@ static int parse_run(int argc, char **argv, struct run_args *a)
 		return EXIT_USAGE;
 	}
 	for (unsigned i = 0; i < cfg->ndisks; i++) {
-		const char *d = cfg->disks[i].path;
+		char *d = cfg->disks[i].path, abs[PATH_MAX];
 		int fd = open(d, O_RDONLY | O_CLOEXEC);
 
 		if (fd < 0)
 			return input_error("--disk", d, strerror(errno));
 		close(fd);
+		/* the checkpoint keeps where the disk is, wherever it is restored from */
+		if (!realpath(d, abs) || strlen(abs) >= sizeof(cfg->disks[i].path))
+			return input_error("--disk", d, "cannot make its path absolute");
+		snprintf(d, sizeof(cfg->disks[i].path), "%s", abs);
 	}
 	return 0;
 }
@@ -496,6 +525,8 @@ static int run_machine(int argc, char **argv, bool restore)
 		if (ret)
 			return ret;
 		a.mo.serial_out = a.cfg.serial_out;
+		a.mo.disk_paths = a.moved;
+		a.mo.ndisk_paths = a.nmoved;
 		ret = machine_restore(a.restore_id, &a.mo, &m);
 	}
 	else
@@ -508,8 +539,8 @@ static int run_machine(int argc, char **argv, bool restore)
 		if (!restore && (ret == RW_EBADIMAGE || ret == -ENOENT || ret == -EACCES ||
 				 ret == -EISDIR))
 			return EXIT_USAGE;
-		if (restore && ret == RW_ENOTFOUND)
-			return EXIT_USAGE;
+		if (restore && (ret == RW_ENOTFOUND || ret == -ENOENT || ret == -EACCES))
+			return EXIT_USAGE; /* no such checkpoint, or a disk not where it was */
 		return 1;
 	}
 	/* the socket is up before the guest runs, so a client never misses it */

@@ -298,3 +298,61 @@ Test(disks, demo_json_summary, .timeout = 120)
 	json_decref(j);
 	cli_result_free(&r);
 }
+
+/* A checkpoint restores from another directory, and with its disk moved. */
+Test(disks, restore_from_anywhere_and_with_a_moved_disk, .timeout = 180)
+{
+	struct t t;
+	setup(&t, "disks-move");
+	/* the run names its disk by a relative path, from its own directory */
+	char cwd[4096];
+	cr_assert_not_null(getcwd(cwd, sizeof(cwd)));
+	cr_assert_eq(chdir(t.dir), 0);
+	const char *run[] = { REWIND_BIN, "run", "--kernel", rw_test_guest("disktest"), "--no-stdin",
+			      "--disk", "a.img,id=a", "--store", t.store, "--control", t.sock, NULL };
+	pid_t pid = spawn(run, t.con, t.err);
+	cr_assert_eq(chdir(cwd), 0);
+	wait_for(t.con, "verify ok 1", 60);
+	json_t *r = ctl(t.sock, "checkpoint", "moved");
+	json_int_t id = json_integer_value(json_object_get(r, "id"));
+	json_decref(r);
+	quit(t.sock, pid, 0);
+
+	/* from another directory, by label */
+	char con2[2100], moved[2100];
+	snprintf(con2, sizeof(con2), "%s/restored.txt", t.dir);
+	cr_assert_eq(chdir("/"), 0);
+	const char *restore[] = { REWIND_BIN, "restore", "--store", t.store, "moved", "--no-stdin",
+				  "--control", t.sock, NULL };
+	pid = spawn(restore, con2, t.err);
+	cr_assert_eq(chdir(cwd), 0);
+	wait_for(con2, "verify ok", 60);
+	cr_assert(!file_has(con2, "FAILED"), "the disk came back wrong");
+	quit(t.sock, pid, 0);
+
+	/* the disk moves: restore says how to name its place, then takes it */
+	snprintf(moved, sizeof(moved), "%s/elsewhere.img", t.dir);
+	cr_assert_eq(rename(t.a, moved), 0);
+	char ids[32];
+	snprintf(ids, sizeof(ids), "%lld", (long long)id);
+	const char *lost[] = { "rewind", "restore", "--store", t.store, ids, "--no-stdin", NULL };
+	struct cli_result res;
+	cr_assert_eq(cli_run(lost, NULL, 60, 0, &res), 0);
+	cr_assert_neq(res.status, 0);
+	cr_assert(strstr(res.err, "--disk a=PATH"), "no hint in: %s", res.err);
+	cli_result_free(&res);
+	const char *wrong[] = { "rewind", "restore", "--store", t.store, ids, "--no-stdin", "--disk",
+				"nosuch=/etc/hostname", NULL };
+	cr_assert_eq(cli_run(wrong, NULL, 60, 0, &res), 0);
+	cr_assert_eq(res.status, 2, "%s", res.err);
+	cr_assert(strstr(res.err, "its disks: a"), "%s", res.err);
+	cli_result_free(&res);
+	char arg[2200];
+	snprintf(arg, sizeof(arg), "a=%s", moved);
+	const char *found[] = { REWIND_BIN, "restore", "--store", t.store, ids, "--no-stdin", "--disk",
+				arg, "--control", t.sock, NULL };
+	pid = spawn(found, con2, t.err);
+	wait_for(con2, "verify ok", 60);
+	cr_assert(!file_has(con2, "FAILED"), "the moved disk came back wrong");
+	quit(t.sock, pid, 0);
+}

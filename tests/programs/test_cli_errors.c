@@ -162,3 +162,19 @@ Test(cli_errors, a_store_the_user_cannot_read)
 	cr_expect(!strstr(r.err, "not a rewind store"), "%s", r.err);
 	cli_result_free(&r);
 }
+
+Test(cli_errors, restore_disk_overrides_are_checked)
+{
+	const char *dir = rw_test_tmpdir("err-rdisk");
+	char store[4200];
+	snprintf(store, sizeof(store), "%s/store", dir);
+	struct store_open_opts so = { .flags = STORE_OPEN_CREATE };
+	struct store *s;
+	cr_assert_eq(store_open(store, &so, &s), 0);
+	store_close(s);
+	const char *a[] = { "rewind", "restore", "--store", store, "1", "--disk", "plain.img", NULL };
+	expect(a, 2, "NAME=PATH", NULL);
+	const char *b[] = { "rewind", "restore", "--store", store, "1", "--disk",
+			    "a=/nonexistent/a.img", NULL };
+	expect(b, 2, "/nonexistent/a.img", "No such file");
+}
