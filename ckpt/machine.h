@@ -50,6 +50,9 @@ struct machine_opts {
 	bool console_stdin;         /* attach stdin to the UART */
 	const char *serial_out;     /* restore: console file; NULL/"" = stdout
 				       (where the original run wrote is not reused) */
+	/* restore: how far filling memory has come (pages done of total) */
+	void (*progress)(void *arg, uint64_t done, uint64_t total);
+	void *progress_arg;
 	/* restore: disks to open at another path than the checkpoint's */
 	const struct machine_disk_path *disk_paths;
 	unsigned ndisk_paths;

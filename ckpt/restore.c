@@ -301,13 +301,23 @@ static int restore_content(struct store_snap *sn, struct device *d, const struct
 
 /* ------------------------------------------------------------- restore */
 
+struct fill {
+	struct vm *vm;
+	const struct machine_opts *o;
+	uint64_t done, total;
+};
+
 static int fill_run(void *arg, uint64_t first, uint64_t npages, const void *data)
 {
-	struct vm *vm = arg;
+	struct fill *f = arg;
+	struct vm *vm = f->vm;
 
 	if (first + npages > vm->mem.size / RW_PAGE_SIZE)
 		return RW_ECORRUPT;
 	memcpy(vm->mem.hva + first * RW_PAGE_SIZE, data, npages * RW_PAGE_SIZE);
+	f->done += npages;
+	if (f->o->progress)
+		f->o->progress(f->o->progress_arg, f->done, f->total);
 	return 0;
 }
 
@@ -431,7 +441,10 @@ int machine_restore(uint64_t id, const struct machine_opts *o, struct machine **
 	ret = load_validate(m->vm, id, sn, &img);
 	if (ret)
 		goto fail;
-	ret = store_snap_foreach_run(sn, NULL, 0, info->mem.npages, fill_run, m->vm);
+	struct fill fill = { m->vm, o, 0, info->mem.present };
+	ret = store_snap_foreach_run(sn, NULL, 0, info->mem.npages, fill_run, &fill);
+	if (o->progress)
+		o->progress(o->progress_arg, fill.total, fill.total);
 	if (ret) {
 		rw_error("checkpoint %" PRIu64 ": reading memory: %s", id,
 			 store_error_detail() ? store_error_detail() : rw_strerror(ret));

@@ -127,3 +127,27 @@ int cli_checkpoint_arg(const char *cmd, struct store *s, const char *arg, uint64
 		cmd, rw_escape(arg, l, sizeof(l)), n, list, n > 8 ? ", ..." : "");
 	return EXIT_USAGE;
 }
+
+void cli_bar_cb(void *arg, uint64_t done, uint64_t total)
+{
+	struct cli_bar *b = arg;
+	int pct = total ? (int)(done * 100 / total) : 100;
+	char line[32];
+	int fill = pct / 4;
+
+	if (!b->on || pct == b->last)
+		return;
+	b->last = pct;
+	memset(line, '#', (size_t)fill);
+	memset(line + fill, '.', (size_t)(25 - fill));
+	line[25] = 0;
+	fprintf(stderr, "\r%s [%s] %3d%%", b->label, line, pct);
+	fflush(stderr);
+}
+
+void cli_bar_end(struct cli_bar *b)
+{
+	if (b->on && b->last >= 0)
+		fputc('\n', stderr);
+	b->last = -1;
+}

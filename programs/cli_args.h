@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #define EXIT_USAGE 2
 
@@ -34,6 +35,21 @@ struct store;
  * store failed). cmd prefixes the line.
  */
 int cli_checkpoint_arg(const char *cmd, struct store *s, const char *arg, uint64_t *id);
+
+/*
+ * Progress of a long operation on a terminal: a bar redrawn in place on
+ * stderr, only when stderr is a terminal and the output is not JSON.
+ */
+struct cli_bar {
+	bool on;
+	const char *label;
+	int last;
+};
+#define CLI_BAR(name, human) { .on = (human) && isatty(2), .label = (name), .last = -1 }
+/* A progress callback (store_progress_fn and the like): arg is the bar. */
+void cli_bar_cb(void *arg, uint64_t done, uint64_t total);
+/* Finish the bar's line. */
+void cli_bar_end(struct cli_bar *b);
 
 /* Was path missing (so a store created there is the command's own)? */
 bool cli_path_missing(const char *path);

@@ -159,35 +159,6 @@ static int no_ckpt(struct ctx *c, uint64_t id)
 	return EXIT_RUNTIME;
 }
 
-/* Progress on a terminal: a bar redrawn in place on stderr. */
-struct bar {
-	bool on;
-	const char *label;
-	int last;
-};
-
-static void bar_cb(void *arg, uint64_t done, uint64_t total)
-{
-	struct bar *b = arg;
-	int pct = total ? (int)(done * 100 / total) : 100;
-	char line[96];
-	int fill = pct / 4;
-
-	if (!b->on || pct == b->last)
-		return;
-	b->last = pct;
-	memset(line, '#', (size_t)fill);
-	memset(line + fill, '.', (size_t)(25 - fill));
-	line[25] = 0;
-	fprintf(stderr, "\r%s [%s] %3d%%", b->label, line, pct);
-	fflush(stderr);
-}
-
-static void bar_end(struct bar *b)
-{
-	if (b->on && b->last >= 0)
-		fputc('\n', stderr);
-}
 
 /* ===================================================================
  * ls
@@ -750,16 +721,15 @@ static int cmd_verify(struct ctx *c)
 
 static int cmd_export(struct ctx *c)
 {
-	struct bar bar = { .on = !c->json && isatty(STDERR_FILENO), .label = "export",
-			   .last = -1 };
+	struct cli_bar bar = CLI_BAR("export", !c->json);
 	struct store_xfer_stats st;
 	uint64_t id;
 	int rc;
 
 	if (parse_id(c, c->args[0], &id))
 		return EXIT_USAGE;
-	rc = store_export(c->s, id, c->args[1], bar_cb, &bar, &st);
-	bar_end(&bar);
+	rc = store_export(c->s, id, c->args[1], cli_bar_cb, &bar, &st);
+	cli_bar_end(&bar);
 	if (rc == RW_ENOTFOUND)
 		return no_ckpt(c, id);
 	if (rc) {
@@ -785,15 +755,14 @@ static int cmd_export(struct ctx *c)
 
 static int cmd_import(struct ctx *c)
 {
-	struct bar bar = { .on = !c->json && isatty(STDERR_FILENO), .label = "import",
-			   .last = -1 };
+	struct cli_bar bar = CLI_BAR("import", !c->json);
 	struct store_xfer_stats st;
 	struct store_xfer_error err;
 	uint64_t id;
 	int rc;
 
-	rc = store_import(c->s, c->args[0], bar_cb, &bar, &id, &st, &err);
-	bar_end(&bar);
+	rc = store_import(c->s, c->args[0], cli_bar_cb, &bar, &id, &st, &err);
+	cli_bar_end(&bar);
 	if (rc && err.section[0]) {
 		rw_error("import: %s: %s at offset %" PRIu64 ": %s (%s); the store is unchanged",
 			 c->args[0], err.section, err.offset, err.detail, rw_strerror(rc));

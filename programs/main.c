@@ -527,7 +527,11 @@ static int run_machine(int argc, char **argv, bool restore)
 		a.mo.serial_out = a.cfg.serial_out;
 		a.mo.disk_paths = a.moved;
 		a.mo.ndisk_paths = a.nmoved;
+		struct cli_bar bar = CLI_BAR("restore", !a.json);
+		a.mo.progress = cli_bar_cb;
+		a.mo.progress_arg = &bar;
 		ret = machine_restore(a.restore_id, &a.mo, &m);
+		cli_bar_end(&bar);
 	}
 	else
 		ret = machine_create(&a.cfg, &a.mo, &m);
