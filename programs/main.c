@@ -118,24 +118,9 @@ static int input_error(const char *what, const char *path, const char *why)
 /* --control PATH: its directory exists and the path fits a socket address. */
 static int check_control_path(const char *path)
 {
-	char dir[RW_PATH_MAX];
-	const char *slash = strrchr(path, '/');
-	struct stat st;
-
-	if (!*path)
-		return input_error("--control", path, "empty path");
 	if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
 		return input_error("--control", path, "too long for a Unix socket (at most 107 bytes)");
-	if (!slash)
-		return 0;
-	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-	if (!dir[0])
-		return 0;
-	if (stat(dir, &st))
-		return input_error("--control", path, "its directory does not exist");
-	if (!S_ISDIR(st.st_mode))
-		return input_error("--control", path, "its directory is not a directory");
-	return 0;
+	return cli_check_output_file(NULL, "--control", path);
 }
 
 /* Map how a VM stopped to the process exit status, reporting it once. */

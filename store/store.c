@@ -467,6 +467,17 @@ static int open_dbis(struct store *s, MDB_txn *txn, bool create)
 	return 0;
 }
 
+/* What store_open() set up besides the environment. */
+static void store_free(struct store *s)
+{
+	pthread_mutex_destroy(&s->write_lock);
+	pthread_mutex_destroy(&s->stage_lock);
+	pthread_rwlock_destroy(&s->map_lock);
+	guard_free(s->guard);
+	free(s->path);
+	free(s);
+}
+
 int store_open(const char *path, struct store_open_opts *opts, struct store **out)
 {
 	struct store_open_opts def = { 0 };
@@ -603,12 +614,7 @@ fail_env:
 fail_alloc:
 	if (rc == RW_EVERSION)
 		opts->found_format = found;
-	pthread_mutex_destroy(&s->write_lock);
-	pthread_mutex_destroy(&s->stage_lock);
-	pthread_rwlock_destroy(&s->map_lock);
-	guard_free(s->guard);
-	free(s->path);
-	free(s);
+	store_free(s);
 	return rc;
 }
 
@@ -620,12 +626,7 @@ void store_close(struct store *s)
 	for (size_t i = 0; i < s->nstage_free; i++)
 		free(s->stage_free[i]);
 	free(s->stage_free);
-	pthread_mutex_destroy(&s->write_lock);
-	pthread_mutex_destroy(&s->stage_lock);
-	pthread_rwlock_destroy(&s->map_lock);
-	guard_free(s->guard);
-	free(s->path);
-	free(s);
+	store_free(s);
 }
 
 struct label_find {

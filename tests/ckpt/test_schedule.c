@@ -46,6 +46,36 @@ static json_t *status(const char *sock)
 	return j;
 }
 
+/* Poll status until n checkpoints were taken; the last status (caller frees). */
+static json_t *wait_checkpoints(const char *sock, json_int_t n)
+{
+	json_int_t got = 0;
+	json_t *st = NULL;
+
+	for (int i = 0; i < 1200 && got < n; i++) {
+		usleep(100 * 1000);
+		json_decref(st);
+		st = status(sock);
+		if (st)
+			got = json_integer_value(json_object_get(st, "checkpoints"));
+	}
+	cr_assert_geq(got, n, "only %lld checkpoints were taken", (long long)got);
+	return st;
+}
+
+/* Ask the VM to quit and expect rewind to exit 0. */
+static void quit_rewind(const char *sock, pid_t pid)
+{
+	const char *quit[] = { "rewind", "ctl", sock, "quit", NULL };
+	struct cli_result r;
+	int ws;
+
+	cr_assert_eq(cli_run(quit, NULL, 30, 0, &r), 0);
+	cli_result_free(&r);
+	cr_assert_eq(waitpid(pid, &ws, 0), pid);
+	cr_assert(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "rewind exited with %d", ws);
+}
+
 Test(schedule, keep_3_of_20_and_verify, .timeout = 300)
 {
 	rw_test_require_kvm();
@@ -58,32 +88,16 @@ Test(schedule, keep_3_of_20_and_verify, .timeout = 300)
 			       "n=4000000000", "--no-stdin", "--store", store, "--checkpoint-every",
 			       "50ms", "--keep", "3", "--control", sock, NULL };
 	pid_t pid = spawn_rewind(argv, err);
-	json_int_t n = 0;
-	json_t *st = NULL;
-
-	for (int i = 0; i < 1200 && n < 20; i++) {
-		usleep(100 * 1000);
-		json_decref(st);
-		st = status(sock);
-		if (st)
-			n = json_integer_value(json_object_get(st, "checkpoints"));
-	}
-	cr_assert_geq(n, 20, "only %lld checkpoints were taken", (long long)n);
+	json_t *st = wait_checkpoints(sock, 20);
 	json_t *sch = json_object_get(st, "schedule");
 	cr_assert_not_null(sch, "status has no schedule");
 	cr_assert_eq(json_integer_value(json_object_get(sch, "keep")), 3);
 	cr_assert_gt(json_real_value(json_object_get(sch, "every_ms")), 49.0);
 	cr_assert_gt(json_integer_value(json_object_get(st, "store_bytes")), 0);
 	json_decref(st);
+	quit_rewind(sock, pid);
 
-	const char *quit[] = { "rewind", "ctl", sock, "quit", NULL };
 	struct cli_result r;
-	cr_assert_eq(cli_run(quit, NULL, 30, 0, &r), 0);
-	cli_result_free(&r);
-	int ws;
-	cr_assert_eq(waitpid(pid, &ws, 0), pid);
-	cr_assert(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "rewind exited with %d", ws);
-
 	const char *ls[] = { "rewind", "ls", "--store", store, "--json", NULL };
 	cr_assert_eq(cli_run(ls, NULL, 30, 0, &r), 0);
 	cr_assert_eq(r.status, 0, "%s", r.err);
@@ -211,15 +225,7 @@ Test(schedule, retention_keeps_what_the_user_chose, .timeout = 300)
 	json_decref(ctl_ok(sock, "pin", id));
 
 	/* many periods later, retention has deleted older periodic ones only */
-	json_int_t n = 0;
-	for (int i = 0; i < 1200 && n < 25; i++) {
-		usleep(100 * 1000);
-		st = status(sock);
-		if (st)
-			n = json_integer_value(json_object_get(st, "checkpoints"));
-		json_decref(st);
-	}
-	cr_assert_geq(n, 25, "only %lld checkpoints were taken", (long long)n);
+	json_decref(wait_checkpoints(sock, 25));
 	json_t *l = list(store);
 	cr_assert(listed(l, labelled), "retention deleted the labelled checkpoint %lld", (long long)labelled);
 	cr_assert(listed(l, by_hand), "retention deleted the checkpoint taken by hand %lld", (long long)by_hand);
@@ -227,12 +233,5 @@ Test(schedule, retention_keeps_what_the_user_chose, .timeout = 300)
 	/* the three kept ones, the 2 most recent periodic ones, maybe the head */
 	cr_assert_leq(json_array_size(l), 6, "%zu checkpoints left", json_array_size(l));
 	json_decref(l);
-
-	const char *quit[] = { "rewind", "ctl", sock, "quit", NULL };
-	struct cli_result r;
-	cr_assert_eq(cli_run(quit, NULL, 30, 0, &r), 0);
-	cli_result_free(&r);
-	int ws;
-	cr_assert_eq(waitpid(pid, &ws, 0), pid);
-	cr_assert(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "rewind exited with %d", ws);
+	quit_rewind(sock, pid);
 }

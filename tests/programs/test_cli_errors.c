@@ -30,6 +30,35 @@ static void expect(const char *const *argv, int want, const char *n1, const char
 	cli_result_free(&r);
 }
 
+/* An empty store at DIR/store in a new scratch directory tag; its path. */
+static const char *empty_store(const char *tag, char *store, size_t len)
+{
+	const char *dir = rw_test_tmpdir(tag);
+	struct store_open_opts so = { .flags = STORE_OPEN_CREATE };
+	struct store *s;
+
+	snprintf(store, len, "%s/store", dir);
+	cr_assert_eq(store_open(store, &so, &s), 0);
+	store_close(s);
+	return dir;
+}
+
+/* Run rewind as nobody (skipped unless root); expect status and a phrase. */
+static void expect_as_nobody(const char *const *argv, int want, const char *needle,
+			     const char *absent)
+{
+	struct cli_result r;
+
+	if (getuid() != 0)
+		cr_skip_test("needs root to run rewind as another user");
+	cr_assert_eq(cli_run(argv, NULL, 60, 65534, &r), 0);
+	cr_expect_eq(r.status, want, "exit %d: %s", r.status, r.err);
+	cr_expect(strstr(r.err, needle), "%s", r.err);
+	if (absent)
+		cr_expect(!strstr(r.err, absent), "%s", r.err);
+	cli_result_free(&r);
+}
+
 static bool exists(const char *dir, const char *name)
 {
 	char p[4200];
@@ -91,17 +120,11 @@ Test(cli_errors, control_socket_paths)
 
 Test(cli_errors, restore_needs_the_store_and_the_checkpoint)
 {
-	const char *dir = rw_test_tmpdir("err-restore");
 	char missing[4200], store[4200];
+	const char *dir = empty_store("err-restore", store, sizeof(store));
 	snprintf(missing, sizeof(missing), "%s/none", dir);
-	snprintf(store, sizeof(store), "%s/store", dir);
 	const char *a[] = { "rewind", "restore", "--store", missing, "5", NULL };
 	expect(a, 2, missing, "no such store");
-
-	struct store_open_opts so = { .flags = STORE_OPEN_CREATE };
-	struct store *s;
-	cr_assert_eq(store_open(store, &so, &s), 0);
-	store_close(s);
 	const char *b[] = { "rewind", "restore", "--store", store, "99999", NULL };
 	expect(b, 2, "99999", "no such checkpoint");
 }
@@ -128,50 +151,26 @@ Test(cli_errors, kvm_without_permission_is_explained)
 	fclose(fp);
 	cr_assert_eq(chmod(dev, 0600), 0);
 	cr_assert_eq(chmod(dir, 0755), 0);
-	if (getuid() != 0)
-		cr_skip_test("needs root to run rewind as another user");
 	cr_assert_eq(setenv("REWIND_KVM_DEVICE", dev, 1), 0);
 	const char *a[] = { "rewind", "run", "--kernel", rw_test_guest("hello"), NULL };
-	struct cli_result r;
-	cr_assert_eq(cli_run(a, NULL, 60, 65534, &r), 0); /* as nobody */
+	expect_as_nobody(a, 1, "permission denied", NULL);
 	unsetenv("REWIND_KVM_DEVICE");
-	cr_expect_eq(r.status, 1, "exit %d: %s", r.status, r.err);
-	cr_expect(strstr(r.err, "permission denied"), "%s", r.err);
-	cr_expect(strstr(r.err, "kvm"), "%s", r.err);
-	cli_result_free(&r);
 }
 
 Test(cli_errors, a_store_the_user_cannot_read)
 {
-	const char *dir = rw_test_tmpdir("err-perm");
 	char store[4200];
-	snprintf(store, sizeof(store), "%s/store", dir);
-	struct store_open_opts so = { .flags = STORE_OPEN_CREATE };
-	struct store *s;
-	cr_assert_eq(store_open(store, &so, &s), 0);
-	store_close(s);
-	if (getuid() != 0)
-		cr_skip_test("needs root to run rewind as another user");
+	const char *dir = empty_store("err-perm", store, sizeof(store));
 	cr_assert_eq(chmod(dir, 0755), 0);
 	cr_assert_eq(chmod(store, 0700), 0);
 	const char *a[] = { "rewind", "ls", "--store", store, NULL };
-	struct cli_result r;
-	cr_assert_eq(cli_run(a, NULL, 60, 65534, &r), 0); /* as nobody */
-	cr_expect_eq(r.status, 2, "exit %d: %s", r.status, r.err);
-	cr_expect(strstr(r.err, "permission denied"), "%s", r.err);
-	cr_expect(!strstr(r.err, "not a rewind store"), "%s", r.err);
-	cli_result_free(&r);
+	expect_as_nobody(a, 2, "permission denied", "not a rewind store");
 }
 
 Test(cli_errors, restore_disk_overrides_are_checked)
 {
-	const char *dir = rw_test_tmpdir("err-rdisk");
 	char store[4200];
-	snprintf(store, sizeof(store), "%s/store", dir);
-	struct store_open_opts so = { .flags = STORE_OPEN_CREATE };
-	struct store *s;
-	cr_assert_eq(store_open(store, &so, &s), 0);
-	store_close(s);
+	empty_store("err-rdisk", store, sizeof(store));
 	const char *a[] = { "rewind", "restore", "--store", store, "1", "--disk", "plain.img", NULL };
 	expect(a, 2, "NAME=PATH", NULL);
 	const char *b[] = { "rewind", "restore", "--store", store, "1", "--disk",

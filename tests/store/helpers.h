@@ -150,4 +150,23 @@ static inline int flip_in_file(const char *path, const void *needle, size_t nlen
 	return rc;
 }
 
+/*
+ * STORE_SUITE(name, tag, seconds): a Criterion suite whose tests each get a
+ * scratch directory (tmp) and a store path inside it (dir), removed after.
+ */
+#define STORE_SUITE(name, tag, seconds)                                    \
+	static const char *tmp;                                            \
+	static char *dir;                                                  \
+	static void setup(void)                                            \
+	{                                                                  \
+		tmp = rw_test_tmpdir(tag);                                 \
+		dir = store_dir(tmp);                                      \
+	}                                                                  \
+	static void teardown(void)                                         \
+	{                                                                  \
+		rm_rf(tmp);                                                \
+		free(dir);                                                 \
+	}                                                                  \
+	TestSuite(name, .init = setup, .fini = teardown, .timeout = seconds)
+
 #endif

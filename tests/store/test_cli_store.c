@@ -10,22 +10,7 @@
 #include "cli_store.h"
 #include "helpers.h"
 
-static const char *tmp;
-static char *dir;
-
-static void setup(void)
-{
-	tmp = rw_test_tmpdir("store-cli");
-	dir = store_dir(tmp);
-}
-
-static void teardown(void)
-{
-	rm_rf(tmp);
-	free(dir);
-}
-
-TestSuite(store_cli, .init = setup, .fini = teardown, .timeout = 60);
+STORE_SUITE(store_cli, "store-cli", 60);
 
 struct run {
 	int status;

@@ -21,8 +21,7 @@ __attribute__((used)) const char *__lsan_default_suppressions(void)
 	return "leak:libcriterion.so\n";
 }
 
-static const char *tmp;
-static char *dir;
+STORE_SUITE(store, "store", 60);
 
 struct ranges {
 	uint64_t r[8][2];
@@ -40,20 +39,6 @@ static int range_cb(void *arg, uint64_t first, uint64_t n)
 	g->n++;
 	return 0;
 }
-
-static void setup(void)
-{
-	tmp = rw_test_tmpdir("store");
-	dir = store_dir(tmp);
-}
-
-static void teardown(void)
-{
-	rm_rf(tmp);
-	free(dir);
-}
-
-TestSuite(store, .init = setup, .fini = teardown, .timeout = 60);
 
 Test(store, roundtrip_reopen)
 {

@@ -15,22 +15,7 @@
 
 #include "helpers.h"
 
-static const char *tmp;
-static char *dir;
-
-static void setup(void)
-{
-	tmp = rw_test_tmpdir("store-fault");
-	dir = store_dir(tmp);
-}
-
-static void teardown(void)
-{
-	rm_rf(tmp);
-	free(dir);
-}
-
-TestSuite(store_fault, .init = setup, .fini = teardown, .timeout = 90);
+STORE_SUITE(store_fault, "store-fault", 90);
 
 Test(store_fault, flipped_byte_found_by_verify_and_refused_by_read)
 {

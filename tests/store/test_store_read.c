@@ -18,22 +18,7 @@
 #define BAD_PAGE 1500u
 #define MAX_RUNS 512u
 
-static const char *tmp;
-static char *dir;
-
-static void setup(void)
-{
-	tmp = rw_test_tmpdir("store-read");
-	dir = store_dir(tmp);
-}
-
-static void teardown(void)
-{
-	rm_rf(tmp);
-	free(dir);
-}
-
-TestSuite(store_read, .init = setup, .fini = teardown, .timeout = 120);
+STORE_SUITE(store_read, "store-read", 120);
 
 /* Content seed of page i (0: a hole). Some pages share one content. */
 static uint64_t seed_of(uint64_t i)

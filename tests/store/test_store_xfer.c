@@ -11,22 +11,7 @@
 
 #include "helpers.h"
 
-static const char *tmp;
-static char *dir;
-
-static void setup(void)
-{
-	tmp = rw_test_tmpdir("store-xfer");
-	dir = store_dir(tmp);
-}
-
-static void teardown(void)
-{
-	rm_rf(tmp);
-	free(dir);
-}
-
-TestSuite(store_xfer, .init = setup, .fini = teardown, .timeout = 60);
+STORE_SUITE(store_xfer, "store-xfer", 60);
 
 #define NPG 700
 
