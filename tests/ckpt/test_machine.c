@@ -49,19 +49,6 @@ static struct machine *make(struct env *e, const char *guest, const char *args, 
 	return m;
 }
 
-static char *slurp(const char *path)
-{
-	static __thread char buf[65536];
-	int fd = open(path, O_RDONLY);
-	ssize_t n;
-
-	cr_assert_geq(fd, 0, "open %s", path);
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[n < 0 ? 0 : n] = 0;
-	return buf;
-}
-
 /* Every "checksum=0x..." in the console, in order. */
 static unsigned checksums(const char *out, unsigned long long *v, unsigned max)
 {
@@ -116,12 +103,12 @@ static void counter_roundtrip(unsigned cpus, enum dirty_mode mode)
 	cr_assert_gt(rep.dirty_pages, 0);
 	cr_assert(!vm_stopped(machine_vm(m)), "the guest ended before the checkpoint: make it longer");
 	run_to_end(m);
-	cr_assert_eq(checksums(slurp(e.console), x, 4), 1, "%s", slurp(e.console));
+	cr_assert_eq(checksums(rw_test_slurp(e.console, NULL), x, 4), 1, "%s", rw_test_slurp(e.console, NULL));
 
 	cr_assert_eq(machine_rollback(m, rep.id), 0);
 	cr_assert_eq(machine_start(m), 0);
 	run_to_end(m);
-	cr_assert_eq(checksums(slurp(e.console), x, 4), 2, "%s", slurp(e.console));
+	cr_assert_eq(checksums(rw_test_slurp(e.console, NULL), x, 4), 2, "%s", rw_test_slurp(e.console, NULL));
 	cr_assert_eq(x[1], x[0], "after rollback: %llx, straight: %llx", x[1], x[0]);
 	machine_destroy(m);
 
@@ -154,7 +141,7 @@ Test(machine, checkpoint_after_rollback_while_paused, .timeout = 300)
 	cr_assert_eq(machine_checkpoint(m, "b", true, &b), 0, "%s", rw_strerror(b.err));
 	cr_assert_eq(machine_resume(m), 0);
 	run_to_end(m);
-	cr_assert_eq(checksums(slurp(e.console), x, 4), 1, "%s", slurp(e.console));
+	cr_assert_eq(checksums(rw_test_slurp(e.console, NULL), x, 4), 1, "%s", rw_test_slurp(e.console, NULL));
 	machine_destroy(m);
 
 	unsigned long long y = restored_checksum(e.store, b.id);
@@ -357,7 +344,7 @@ Test(machine, guest_requested_checkpoint, .timeout = 120)
 	cr_assert_eq(machine_start(m), 0);
 	machine_wait(m, &st);
 	cr_assert_eq(st.reason, VM_STOP_EXIT, "%s", st.msg);
-	const char *out = slurp(e.console);
+	const char *out = rw_test_slurp(e.console, NULL);
 	cr_assert_eq(sscanf(strstr(out, "state "), "state %llx", &h1), 1, "%s", out);
 	const char *took = strstr(out, "took checkpoint ");
 	cr_assert_not_null(took, "%s", out);
@@ -369,8 +356,8 @@ Test(machine, guest_requested_checkpoint, .timeout = 120)
 	cr_assert_eq(machine_start(m), 0);
 	machine_wait(m, &st);
 	cr_assert_eq(st.reason, VM_STOP_EXIT, "%s", st.msg);
-	const char *res = strstr(slurp(e.console), "resumed, state ");
-	cr_assert_not_null(res, "%s", slurp(e.console));
+	const char *res = strstr(rw_test_slurp(e.console, NULL), "resumed, state ");
+	cr_assert_not_null(res, "%s", rw_test_slurp(e.console, NULL));
 	cr_assert_eq(sscanf(res, "resumed, state %llx", &h2), 1);
 	cr_assert_eq(h2, h1, "the resumed state differs");
 	machine_destroy(m);

@@ -94,18 +94,4 @@ static inline const uint8_t *st_payload(const uint8_t *rec)
 	return rec + REC_HEADER_SIZE;
 }
 
-static inline char *st_slurp(const char *path)
-{
-	static __thread char buf[65536];
-	int fd = open(path, O_RDONLY);
-	ssize_t n;
-
-	cr_assert_geq(fd, 0, "open %s", path);
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	cr_assert_geq(n, 0);
-	buf[n] = 0;
-	return buf;
-}
-
 #endif

@@ -124,8 +124,8 @@ Test(state_vcpu, smp_both_vcpus_roundtrip_and_run, .timeout = 60)
 	vm_destroy(vm);
 	cr_assert_eq(stop.reason, VM_STOP_EXIT, "%s", stop.msg);
 	cr_assert_eq(stop.exit_code, 0);
-	cr_assert_not_null(strstr(st_slurp(path), "smp: all 2 cpus reported"), "%s",
-			   st_slurp(path));
+	cr_assert_not_null(strstr(rw_test_slurp(path, NULL), "smp: all 2 cpus reported"), "%s",
+			   rw_test_slurp(path, NULL));
 	for (unsigned i = 0; i < 2; i++) {
 		free(buf[i]);
 		free(st[i]);
@@ -202,7 +202,7 @@ Test(state_vcpu, applied_state_runs_hello_to_completion, .timeout = 60)
 	vm_destroy(vm);
 	cr_assert_eq(stop.reason, VM_STOP_EXIT, "%s", stop.msg);
 	cr_assert_eq(stop.exit_code, 0);
-	cr_assert_not_null(strstr(st_slurp(path), "Hello from the rewind guest SDK!"));
+	cr_assert_not_null(strstr(rw_test_slurp(path, NULL), "Hello from the rewind guest SDK!"));
 	free(vbuf);
 	free(pbuf);
 	free(st);
@@ -213,7 +213,7 @@ Test(state_vcpu, applied_state_runs_hello_to_completion, .timeout = 60)
 
 static unsigned long long counter_checksum(const char *path)
 {
-	const char *out = st_slurp(path);
+	const char *out = rw_test_slurp(path, NULL);
 	const char *p = strstr(out, "checksum=0x");
 
 	cr_assert_not_null(p, "no checksum in: %s", out);

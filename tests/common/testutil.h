@@ -5,6 +5,7 @@
 #define RW_TESTS_TESTUTIL_H
 
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -73,6 +74,23 @@ static inline const char *rw_test_tmpdir(const char *tag)
 	if (rw_test_ndirs++ == 0)
 		atexit(rw_test_cleanup);
 	return d;
+}
+
+/* A small file (at most 64 KiB) as a string; *len (if len) its length. */
+static inline char *rw_test_slurp(const char *path, size_t *len)
+{
+	static __thread char buf[65536];
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+
+	cr_assert_geq(fd, 0, "open %s", path);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	cr_assert_geq(n, 0, "read %s", path);
+	buf[n] = 0;
+	if (len)
+		*len = (size_t)n;
+	return buf;
 }
 
 #endif

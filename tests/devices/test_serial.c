@@ -193,21 +193,6 @@ static void assert_same_record(struct serial *a, struct serial *b)
 	free(rb);
 }
 
-static char *read_file(const char *path, size_t *len)
-{
-	static __thread char buf[65536];
-	int fd = open(path, O_RDONLY);
-	ssize_t n;
-
-	cr_assert_geq(fd, 0, "open %s", path);
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	cr_assert_geq(n, 0);
-	buf[n] = 0;
-	*len = (size_t)n;
-	return buf;
-}
-
 /* ------------------------------------------------------------ registers */
 
 Test(serial, reset_values_and_id)
@@ -502,7 +487,7 @@ Test(serial, loopback)
 	assert_line(vm, s, 4, 1);
 	cr_assert_eq(in8(vm, COM1 + RBR), 'h');
 	cr_assert_eq(serial_flush(s), 0);
-	read_file(path, &len);
+	rw_test_slurp(path, &len);
 	cr_assert_eq(len, 0, "loopback bytes never reached the output");
 	vm_destroy(vm);
 	unlink(path);
@@ -566,13 +551,13 @@ Test(serial, transmit_to_file_exact_bytes)
 
 	for (const char *p = "hello\n"; *p; p++)
 		out8(vm, COM1 + THR, (uint8_t)*p);
-	got = read_file(path, &len);
+	got = rw_test_slurp(path, &len);
 	cr_assert_str_eq(got, "hello\n", "a full line is written at once");
 	for (const char *p = "partial"; *p; p++)
 		out8(vm, COM1 + THR, (uint8_t)*p);
 	/* the partial line goes out when the flush timer fires on the event thread */
 	cr_assert_geq(run_events(vm, 1000), 1);
-	got = read_file(path, &len);
+	got = rw_test_slurp(path, &len);
 	cr_assert_str_eq(got, "hello\npartial");
 
 	/* every byte value, unchanged (no CR insertion, NUL kept) */
@@ -582,7 +567,7 @@ Test(serial, transmit_to_file_exact_bytes)
 	}
 	/* destroy flushes the rest and closes the owned fd */
 	vm_destroy(vm);
-	got = read_file(path, &len);
+	got = rw_test_slurp(path, &len);
 	cr_assert_eq(len, 13 + 256);
 	cr_assert_eq(memcmp(got + 13, all, 256), 0);
 	unlink(path);

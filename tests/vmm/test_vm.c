@@ -43,20 +43,6 @@ static struct vm *make_vm(const char *guest, unsigned cpus, const char *args, co
 	return vm;
 }
 
-static char *slurp(const char *path)
-{
-	static __thread char buf[65536];
-	int fd = open(path, O_RDONLY);
-	ssize_t n;
-
-	cr_assert_geq(fd, 0, "open %s", path);
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	cr_assert_geq(n, 0);
-	buf[n] = 0;
-	return buf;
-}
-
 static unsigned long long counter_checksum(const char *out)
 {
 	const char *p = strstr(out, "checksum=0x");
@@ -93,7 +79,7 @@ Test(vm, counter_same_checksum_with_100_pauses, .timeout = 300)
 	vm_destroy(vm);
 	cr_assert_eq(st.reason, VM_STOP_EXIT, "%s", st.msg);
 	cr_assert_eq(st.exit_code, 0);
-	unsigned long long x = counter_checksum(slurp(p1));
+	unsigned long long x = counter_checksum(rw_test_slurp(p1, NULL));
 
 	/* 100 pauses 2 ms apart: ~0.3 s of a ~1.6 s run, whatever the load */
 	vm = make_vm("counter", 1, NULL, p2, VM_ENTRY_KERNEL);
@@ -116,7 +102,7 @@ Test(vm, counter_same_checksum_with_100_pauses, .timeout = 300)
 	cr_assert_eq(done, 100, "the guest finished after only %u pauses (straight run %llu ms)", done,
 		     (unsigned long long)(straight_ns / 1000000));
 	cr_assert_eq(st.reason, VM_STOP_EXIT, "%s", st.msg);
-	cr_assert_eq(counter_checksum(slurp(p2)), x);
+	cr_assert_eq(counter_checksum(rw_test_slurp(p2, NULL)), x);
 }
 
 Test(vm, smp_reports_every_apic_id, .timeout = 120)
@@ -133,7 +119,7 @@ Test(vm, smp_reports_every_apic_id, .timeout = 120)
 	vm_destroy(vm);
 	cr_assert_eq(st.reason, VM_STOP_EXIT, "%s", st.msg);
 	cr_assert_eq(st.exit_code, 0);
-	char *out = slurp(path);
+	char *out = rw_test_slurp(path, NULL);
 	for (unsigned i = 0; i < 4; i++) {
 		snprintf(want, sizeof(want), "cpu %u apic %u\n", i, i);
 		cr_assert(strstr(out, want) != NULL, "missing '%s' in:\n%s", want, out);
@@ -199,9 +185,9 @@ Test(vm, two_vms_at_once, .timeout = 300)
 	pthread_join(tb, NULL);
 	cr_assert_eq(a.st.reason, VM_STOP_EXIT, "%s", a.st.msg);
 	cr_assert_eq(b.st.reason, VM_STOP_EXIT, "%s", b.st.msg);
-	unsigned long long x = counter_checksum(slurp(c.path));
-	cr_assert_eq(counter_checksum(slurp(a.path)), x);
-	cr_assert_eq(counter_checksum(slurp(b.path)), x);
+	unsigned long long x = counter_checksum(rw_test_slurp(c.path, NULL));
+	cr_assert_eq(counter_checksum(rw_test_slurp(a.path, NULL)), x);
+	cr_assert_eq(counter_checksum(rw_test_slurp(b.path, NULL)), x);
 }
 
 /*
