@@ -424,6 +424,14 @@ struct vm *machine_vm(struct machine *m)
 	return m->vm;
 }
 
+bool machine_committed_any(struct machine *m)
+{
+	pthread_mutex_lock(&m->lock);
+	bool any = m->head_id != 0;
+	pthread_mutex_unlock(&m->lock);
+	return any;
+}
+
 struct store *machine_store(struct machine *m)
 {
 	return m->store;

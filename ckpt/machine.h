@@ -138,6 +138,9 @@ int machine_rollback(struct machine *m, uint64_t id) RW_MUST_CHECK;
 int machine_pause(struct machine *m) RW_MUST_CHECK;
 int machine_resume(struct machine *m) RW_MUST_CHECK;
 void machine_status(struct machine *m, struct machine_status *st);
+/* Has this machine committed a checkpoint yet (or restored one)? */
+bool machine_committed_any(struct machine *m);
+
 /* Ask the VM to stop (as the control socket's quit). */
 void machine_quit(struct machine *m);
 

@@ -60,7 +60,13 @@ static void *sched_thread(void *arg)
 		s->next += s->period;
 		if (s->next <= now)
 			s->next = now + s->period - (now - s->next) % s->period;
-		if (ret && s->on_skip) {
+		/*
+		 * Until the first checkpoint is stored (a full one: the slowest
+		 * there is), periods that find it still persisting are counted,
+		 * not reported: nothing was missed that could have been taken.
+		 */
+		bool quiet = ret == RW_EBUSY && !machine_committed_any(s->m);
+		if (ret && s->on_skip && !quiet) {
 			pthread_mutex_unlock(&s->lock);
 			s->on_skip(s->opaque, ret);
 			pthread_mutex_lock(&s->lock);
