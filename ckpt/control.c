@@ -63,12 +63,18 @@ struct control {
 	void *status_opaque;
 };
 
+struct control_cmd;
+
 /* One request being handled. */
 struct request {
 	struct control *c;
 	struct client *cl;
 	json_t *req;         /* the request object */
 	json_t *reply;       /* the ok reply being built */
+	const struct control_cmd *cmd; /* the command, once decoded */
+	const char *label;   /* checkpoint: its label; rollback, pin, unpin: the
+				label naming the checkpoint (in req), or NULL */
+	uint64_t id;         /* rollback, pin, unpin: the checkpoint id, if given */
 	char msg[CONTROL_MSG_MAX];
 };
 
@@ -109,12 +115,20 @@ static int out_append(struct client *cl, const char *s, size_t n)
 	return 0;
 }
 
-/* Queue obj as one line; takes the reference. On failure the client is closed. */
-static void send_json(struct client *cl, json_t *obj)
+/* obj as one reply line (without its newline); takes the reference. NULL if out of memory. */
+static char *reply_text(json_t *obj)
 {
 	char *s = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
 
 	json_decref(obj);
+	return s;
+}
+
+/* Queue obj as one line; takes the reference. On failure the client is closed. */
+static void send_json(struct client *cl, json_t *obj)
+{
+	char *s = reply_text(obj);
+
 	if (!s || out_append(cl, s, strlen(s)) || out_append(cl, "\n", 1)) {
 		rw_warn("control: out of memory for a reply; closing the connection");
 		cl->eof = cl->closing = true;
@@ -122,7 +136,8 @@ static void send_json(struct client *cl, json_t *obj)
 	free(s);
 }
 
-static void send_error(struct client *cl, int err, const char *msg)
+/* The error reply for err; NULL if out of memory. */
+static json_t *error_json(int err, const char *msg)
 {
 	json_t *o = json_object();
 
@@ -133,7 +148,12 @@ static void send_error(struct client *cl, int err, const char *msg)
 		if (json_object_set_new(o, "message", json_string(msg)))
 			json_object_set_new(o, "message", json_string(rw_strerror(err)));
 	}
-	send_json(cl, o);
+	return o;
+}
+
+static void send_error(struct client *cl, int err, const char *msg)
+{
+	send_json(cl, error_json(err, msg));
 }
 
 /* What a JSON value is, for messages about ill-typed fields. */
@@ -178,18 +198,23 @@ static void report_json(json_t *o, const struct ckpt_report *rep)
 	json_object_set_new(o, "persist_ms", json_real((double)(rep->persist_ns / 1000) / 1000.0));
 }
 
+struct control_cmd {
+	const char *name;
+	const char *const *fields; /* allowed fields besides "cmd" */
+	int (*check)(struct request *r); /* check the arguments (may be NULL) */
+	int (*fn)(struct request *r);
+};
+
 /* ================================================================ commands */
 
 static const char *const no_fields[] = { NULL };
 static const char *const checkpoint_fields[] = { "label", NULL };
 static const char *const rollback_fields[] = { "id", "label", NULL }; /* also pin, unpin */
 
-static int cmd_checkpoint(struct request *r)
+static int check_checkpoint(struct request *r)
 {
-	struct ckpt_report rep;
 	json_t *jl = json_object_get(r->req, "label");
-	const char *label = NULL;
-	int ret;
+	const char *label;
 
 	if (jl && !json_is_null(jl)) {
 		if (!json_is_string(jl))
@@ -198,11 +223,20 @@ static int cmd_checkpoint(struct request *r)
 		label = json_string_value(jl);
 		if (json_string_length(jl) != strlen(label))
 			return req_fail(r, -EINVAL, "checkpoint: \"label\" must not contain NUL");
-		if (strlen(label) >= sizeof(rep.label))
+		if (strlen(label) >= sizeof(((struct ckpt_report *)0)->label))
 			return req_fail(r, RW_ELIMIT, "checkpoint: \"label\" is longer than %zu bytes",
-					sizeof(rep.label) - 1);
+					sizeof(((struct ckpt_report *)0)->label) - 1);
+		r->label = label;
 	}
-	ret = machine_checkpoint(r->c->m, label, true, &rep);
+	return 0;
+}
+
+static int cmd_checkpoint(struct request *r)
+{
+	struct ckpt_report rep;
+	int ret;
+
+	ret = machine_checkpoint(r->c->m, r->label, true, &rep);
 	if (ret == -ENOSYS)
 		return req_fail(r, ret, "checkpoint: this VM has no store (run it with --store DIR)");
 	if (ret)
@@ -212,16 +246,14 @@ static int cmd_checkpoint(struct request *r)
 }
 
 /*
- * The checkpoint a request names: "id" (a positive integer) or "label"
- * (the label of exactly one checkpoint in the machine's store).
+ * The checkpoint a rollback, pin or unpin names: "id" (a positive integer)
+ * or "label" (the label of exactly one checkpoint in the store, looked up
+ * when the command runs).
  */
-static int req_checkpoint(struct request *r, const char *cmd, uint64_t *id)
+static int check_checkpoint_ref(struct request *r)
 {
+	const char *cmd = r->cmd->name;
 	json_t *jv = json_object_get(r->req, "id"), *jl = json_object_get(r->req, "label");
-	struct store *s = machine_store(r->c->m);
-	uint64_t ids[2];
-	size_t n;
-	int ret;
 
 	if (jv && jl)
 		return req_fail(r, -EINVAL, "%s: give \"id\" or \"label\", not both", cmd);
@@ -229,19 +261,7 @@ static int req_checkpoint(struct request *r, const char *cmd, uint64_t *id)
 		if (!json_is_string(jl))
 			return req_fail(r, -EINVAL, "%s: \"label\" must be a string, not %s", cmd,
 					jtype(jl));
-		if (!s)
-			return req_fail(r, -ENOSYS, "%s: this VM has no store (run it with --store DIR)",
-					cmd);
-		ret = store_find_label(s, json_string_value(jl), ids, 2, &n);
-		if (ret)
-			return req_fail(r, ret, "%s: looking for the label: %s", cmd, rw_strerror(ret));
-		if (n == 0)
-			return req_fail(r, RW_ENOTFOUND, "%s: no checkpoint has that label", cmd);
-		if (n > 1)
-			return req_fail(r, -EINVAL, "%s: %zu checkpoints have that label (%" PRIu64
-					", %" PRIu64 "%s): give an id", cmd, n, ids[0], ids[1],
-					n > 2 ? ", ..." : "");
-		*id = ids[0];
+		r->label = json_string_value(jl);
 		return 0;
 	}
 	if (!jv)
@@ -249,14 +269,40 @@ static int req_checkpoint(struct request *r, const char *cmd, uint64_t *id)
 	if (!json_is_integer(jv) || json_integer_value(jv) <= 0)
 		return req_fail(r, -EINVAL, "%s: \"id\" must be a positive integer, not %s", cmd,
 				jtype(jv));
-	*id = (uint64_t)json_integer_value(jv);
+	r->id = (uint64_t)json_integer_value(jv);
+	return 0;
+}
+
+/* The id a checked rollback, pin or unpin names, its label looked up now. */
+static int resolve_checkpoint_ref(struct request *r, uint64_t *id)
+{
+	const char *cmd = r->cmd->name;
+	struct store *s = machine_store(r->c->m);
+	uint64_t ids[2];
+	size_t n;
+	int ret;
+
+	*id = r->id;
+	if (!r->label)
+		return 0;
+	if (!s)
+		return req_fail(r, -ENOSYS, "%s: this VM has no store (run it with --store DIR)", cmd);
+	ret = store_find_label(s, r->label, ids, 2, &n);
+	if (ret)
+		return req_fail(r, ret, "%s: looking for the label: %s", cmd, rw_strerror(ret));
+	if (n == 0)
+		return req_fail(r, RW_ENOTFOUND, "%s: no checkpoint has that label", cmd);
+	if (n > 1)
+		return req_fail(r, -EINVAL, "%s: %zu checkpoints have that label (%" PRIu64 ", %" PRIu64
+				"%s): give an id", cmd, n, ids[0], ids[1], n > 2 ? ", ..." : "");
+	*id = ids[0];
 	return 0;
 }
 
 static int cmd_rollback(struct request *r)
 {
 	uint64_t id;
-	int ret = req_checkpoint(r, "rollback", &id);
+	int ret = resolve_checkpoint_ref(r, &id);
 
 	if (ret)
 		return ret;
@@ -276,7 +322,7 @@ static int cmd_pin_unpin(struct request *r, bool pin)
 {
 	const char *name = pin ? "pin" : "unpin";
 	uint64_t id;
-	int ret = req_checkpoint(r, name, &id);
+	int ret = resolve_checkpoint_ref(r, &id);
 
 	if (ret)
 		return ret;
@@ -366,21 +412,15 @@ static int cmd_quit(struct request *r)
 	return 0;
 }
 
-struct control_cmd {
-	const char *name;
-	const char *const *fields; /* allowed fields besides "cmd" */
-	int (*fn)(struct request *r);
-};
-
 static const struct control_cmd control_cmds[] = {
-	{ "checkpoint", checkpoint_fields, cmd_checkpoint },
-	{ "rollback", rollback_fields, cmd_rollback },
-	{ "pin", rollback_fields, cmd_pin },
-	{ "unpin", rollback_fields, cmd_unpin },
-	{ "pause", no_fields, cmd_pause },
-	{ "resume", no_fields, cmd_resume },
-	{ "status", no_fields, cmd_status },
-	{ "quit", no_fields, cmd_quit },
+	{ "checkpoint", checkpoint_fields, check_checkpoint, cmd_checkpoint },
+	{ "rollback", rollback_fields, check_checkpoint_ref, cmd_rollback },
+	{ "pin", rollback_fields, check_checkpoint_ref, cmd_pin },
+	{ "unpin", rollback_fields, check_checkpoint_ref, cmd_unpin },
+	{ "pause", no_fields, NULL, cmd_pause },
+	{ "resume", no_fields, NULL, cmd_resume },
+	{ "status", no_fields, NULL, cmd_status },
+	{ "quit", no_fields, NULL, cmd_quit },
 };
 
 static bool field_allowed(const struct control_cmd *cmd, const char *key)
@@ -393,14 +433,19 @@ static bool field_allowed(const struct control_cmd *cmd, const char *key)
 	return false;
 }
 
-/* Decode and run one request line; on error r->msg says why. */
-static int run_request(struct request *r, const char *line, size_t len)
+/*
+ * Decode one request line and check it (command, fields, arguments) without
+ * running it; on error r->msg says why.
+ */
+static int parse_request(struct request *r, const char *line, size_t len)
 {
 	const struct control_cmd *cmd = NULL;
 	json_error_t jerr;
 	const char *name, *key;
 	json_t *jc, *v;
 
+	if (len && line[len - 1] == '\r')
+		len--;
 	if (len == 0)
 		return req_fail(r, -EINVAL, "empty request: send one JSON object per line");
 	r->req = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
@@ -431,13 +476,24 @@ static int run_request(struct request *r, const char *line, size_t len)
 		if (!field_allowed(cmd, key))
 			return req_fail(r, -EINVAL, "%s: unknown field '%.64s'", cmd->name, key);
 	}
+	r->cmd = cmd;
+	return cmd->check ? cmd->check(r) : 0;
+}
+
+/* Decode and run one request line; on error r->msg says why. */
+static int run_request(struct request *r, const char *line, size_t len)
+{
+	int ret = parse_request(r, line, len);
+
+	if (ret)
+		return ret;
 	r->reply = json_object();
 	if (!r->reply)
 		return req_fail(r, -ENOMEM, "out of memory");
 	json_object_set_new(r->reply, "ok", json_true());
-	json_object_set_new(r->reply, "cmd", json_string(cmd->name));
-	rw_debug("control: %s", cmd->name);
-	return cmd->fn(r);
+	json_object_set_new(r->reply, "cmd", json_string(r->cmd->name));
+	rw_debug("control: %s", r->cmd->name);
+	return r->cmd->fn(r);
 }
 
 static void handle_line(struct control *c, struct client *cl, const char *line, size_t len)
@@ -445,8 +501,6 @@ static void handle_line(struct control *c, struct client *cl, const char *line, 
 	struct request r = { .c = c, .cl = cl };
 	int ret;
 
-	if (len && line[len - 1] == '\r')
-		len--;
 	ret = run_request(&r, line, len);
 	if (ret) {
 		rw_debug("control: request refused: %s", r.msg);
@@ -457,6 +511,19 @@ static void handle_line(struct control *c, struct client *cl, const char *line, 
 	}
 	json_decref(r.reply);
 	json_decref(r.req);
+}
+
+int control_check_line(const char *line, size_t len, char **reply)
+{
+	struct request r = { 0 };
+	int ret;
+
+	*reply = NULL;
+	ret = parse_request(&r, line, len);
+	if (ret)
+		*reply = reply_text(error_json(ret, r.msg[0] ? r.msg : rw_strerror(ret)));
+	json_decref(r.req);
+	return ret;
 }
 
 /* ================================================================ connections */

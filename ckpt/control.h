@@ -96,4 +96,20 @@ void control_stop(struct control *c);
 void control_set_status_extra(struct control *c, void (*fn)(void *opaque, json_t *obj),
 			      void *opaque);
 
+/*
+ * Decode and check one request line (without its newline; a trailing '\r'
+ * is dropped) exactly as the control thread does before it runs a request,
+ * without running it: no machine, no socket.
+ *
+ * @param line   the bytes of the line (need not be NUL-terminated)
+ * @param len    their count
+ * @param reply  out: for a refused line, the error reply the control would
+ *               send (one JSON line without its newline; free() it), or
+ *               NULL if out of memory; NULL for an accepted line
+ * @return 0 if the request would be run; otherwise the error its reply
+ *         names (-EINVAL for malformed input, RW_ELIMIT for a label too
+ *         long, -ENOMEM)
+ */
+int control_check_line(const char *line, size_t len, char **reply) RW_MUST_CHECK;
+
 #endif

@@ -644,6 +644,89 @@ static int import_record(struct store *s, MDB_txn *txn, struct import_ctx *x,
 	return 0;
 }
 
+/*
+ * The pages of a map's tree, counted from its root once every chunk of the
+ * file is in: a tree may hold no page at or past the map's end, and must
+ * hold exactly as many as the checkpoint record says are present. A subtree
+ * that lies wholly inside the map is counted once per distinct node (a file
+ * may repeat one subtree under many parents); at most one node per level
+ * straddles the map's end, and only there are positions checked.
+ */
+struct tree_count {
+	struct store *s;
+	MDB_txn *txn;
+	uint64_t npages;
+	bool beyond;          /* a page at or past npages */
+	struct hmap memo;     /* node key -> pages under it (inside subtrees) */
+};
+
+static int tree_pages(struct tree_count *t, const struct store_hash *k, unsigned level,
+		      uint64_t base, uint64_t *count)
+{
+	uint64_t span = level ? tree_span(level - 1) : 1, sum = 0;
+	bool inside = tree_span(level) <= t->npages - base, created;
+	struct hent *e;
+	struct node n;
+	int rc;
+
+	if (inside && (e = hmap_get(&t->memo, k))) {
+		*count += e->val;
+		return 0;
+	}
+	rc = node_load(t->s, t->txn, k, level, &n, false);
+	if (rc)
+		return rc;
+	for (unsigned i = 0; i < n.count; i++) {
+		if (store_hash_is_zero(&n.e[i]))
+			continue;
+		if (i * span >= t->npages - base) {
+			t->beyond = true;
+			return RW_ECORRUPT;
+		}
+		if (level == 0)
+			sum++;
+		else if ((rc = tree_pages(t, &n.e[i], level - 1, base + i * span, &sum)))
+			return rc;
+	}
+	if (inside) {
+		e = hmap_put(&t->memo, k, &created);
+		if (!e)
+			return -ENOMEM;
+		e->val = sum;
+	}
+	*count += sum;
+	return 0;
+}
+
+/* Check map m's tree against its record (see tree_pages). */
+static int import_map_pages(struct store *s, MDB_txn *txn, struct import_ctx *x,
+			    uint64_t ckpt_off, const struct map_rec *m)
+{
+	struct tree_count t = { .s = s, .txn = txn, .npages = m->npages };
+	const char *name = m->name ? m->name : "memory";
+	uint64_t count = 0;
+	int rc;
+
+	if (store_hash_is_zero(&m->root))
+		return 0;
+	if (hmap_init(&t.memo, 256))
+		return -ENOMEM;
+	rc = tree_pages(&t, &m->root, m->height - 1, 0, &count);
+	hmap_free(&t.memo);
+	if (t.beyond)
+		return xerr(x, RW_ECORRUPT, ckpt_off, "checkpoint",
+			    "map %s holds pages past its end (%llu pages)", name,
+			    (unsigned long long)m->npages);
+	if (rc)
+		return xerr(x, rc, ckpt_off, "checkpoint", "map %s: reading its tree: %s", name,
+			    rw_strerror(rc));
+	if (count != m->present)
+		return xerr(x, RW_ECORRUPT, ckpt_off, "checkpoint",
+			    "map %s holds %llu pages, its record says %llu", name,
+			    (unsigned long long)count, (unsigned long long)m->present);
+	return 0;
+}
+
 static int import_txn(struct store *s, MDB_txn *txn, void *arg)
 {
 	struct import_ctx *x = arg;
@@ -778,6 +861,8 @@ static int import_txn(struct store *s, MDB_txn *txn, void *arg)
 				  "root %s of map %s is missing or not a tree of the right height",
 				  store_hash_hex(&rec.maps[i].root, hex),
 				  rec.maps[i].name ? rec.maps[i].name : "memory");
+		if (!rc)
+			rc = import_map_pages(s, txn, x, ckpt_off, &rec.maps[i]);
 		if (!rc)
 			rc = chunk_ref(s, txn, &rec.maps[i].root, 1, NULL);
 		if (rc)
