@@ -391,14 +391,19 @@ int fuzz_share_boot(const struct fuzz_share *s, const char *console, struct rewi
 	c.mem_size = s->mem_size;
 	c.console = console;
 	c.timeout_us = (uint64_t)boot_ms * 1000;
-	if (access("/dev/kvm", R_OK | W_OK)) {
-		ret = -errno;
-		return fail(why, n, ret, "/dev/kvm: %s: rewind runs its VMs on KVM", strerror(-ret));
-	}
 	ret = rewind_create(&c, &vm);
-	if (ret)
+	if (ret) {
+		const char *dev = getenv("REWIND_KVM_DEVICE");
+
+		if (!dev || !*dev)
+			dev = "/dev/kvm";
+		if (access(dev, R_OK | W_OK))
+			return fail(why, n, ret, "creating a VM from %s: %s (%s: %s: rewind runs its "
+				    "VMs on KVM)", s->kernel_path, rewind_strerror(ret), dev,
+				    strerror(errno));
 		return fail(why, n, ret, "creating a VM from %s: %s", s->kernel_path,
 			    rewind_strerror(ret));
+	}
 	ret = rewind_run(vm, &ev);
 	if (ret) {
 		rewind_destroy(vm);

@@ -106,6 +106,21 @@ static void find_libnyx(char *out, size_t n)
 
 /* ----------------------------------------------------------- fuzz-share */
 
+/* Undo a share directory this command created and could not finish. */
+static void remove_share(const char *dir, const char *kernel)
+{
+	static const char *const files[] = { FUZZ_SHARE_CONFIG, FUZZ_SHARE_MARKER };
+	char path[PATH_MAX + 300];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, kernel);
+	unlink(path);
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
 enum { OPT_KERNEL = 0x100, OPT_MEM, OPT_PAYLOAD, OPT_TIMEOUT, OPT_ARGS, OPT_NO_COV, OPT_JSON,
        OPT_CONSOLE, OPT_LOG_LEVEL };
 
@@ -211,9 +226,29 @@ int cli_fuzz_share_main(int argc, char **argv)
 	if (fuzz_share_check(&s, why, sizeof(why)))
 		return usage_error(cmd, "%s", why);
 
+	/* a wrong DIR is the user's to fix: refused before anything is written */
+	struct stat st;
+	bool created = false;
+	if (stat(dir, &st) == 0) {
+		if (!S_ISDIR(st.st_mode))
+			return usage_error(cmd, "%s: not a directory", dir);
+	} else if (errno == ENOENT) {
+		char parent[PATH_MAX];
+
+		snprintf(parent, sizeof(parent), "%s", dir);
+		char *p = dirname(parent);
+		if (stat(p, &st) || !S_ISDIR(st.st_mode))
+			return usage_error(cmd, "%s: its directory %s does not exist", dir, p);
+		created = true;
+	} else {
+		return usage_error(cmd, "%s: %s", dir, strerror(errno));
+	}
+
 	ret = fuzz_share_save(dir, kernel, &s, why, sizeof(why));
 	if (ret) {
 		rw_error("%s: %s", cmd, why);
+		if (created)
+			remove_share(dir, s.kernel);
 		return EXIT_RUNTIME;
 	}
 	find_libnyx(libnyx, sizeof(libnyx));

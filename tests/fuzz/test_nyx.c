@@ -603,8 +603,10 @@ Test(fuzz_share, usage_errors)
 	cli_fails(2, "needs a value", (const char *[]){ "rewind", "fuzz-share", dir, "--kernel", NULL });
 	cli_fails(2, "unexpected argument", (const char *[]){ "rewind", "fuzz-share", dir, "extra",
 							      "--kernel", img, NULL });
-	cli_fails(1, "No such file", (const char *[]){ "rewind", "fuzz-share", notdir, "--kernel", img,
-						       NULL });
+	cli_fails(2, "does not exist", (const char *[]){ "rewind", "fuzz-share", notdir, "--kernel",
+							 img, NULL });
+	cli_fails(2, "not a directory", (const char *[]){ "rewind", "fuzz-share", img, "--kernel", img,
+							  NULL });
 	cr_assert_neq(access(dir, F_OK), 0, "nothing is made on a usage error");
 }
 
