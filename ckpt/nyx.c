@@ -55,6 +55,7 @@ struct nyx_runner {
 	uint8_t *input;
 	size_t input_map;
 	uint32_t capacity;
+	bool no_input;            /* the last nyx_set_afl_input() had no buffer */
 
 	/* the guest's coverage map, and the fuzzer's copy of it */
 	const uint8_t *cov;
@@ -545,7 +546,8 @@ void nyx_set_afl_input(void *runner, uint8_t *buffer, uint32_t size)
 		return;
 	/* too long: the length alone is kept, and nyx_exec() refuses it */
 	memcpy(r->input, &size, sizeof(size));
-	if (size <= r->capacity && size)
+	r->no_input = !buffer && size;
+	if (size <= r->capacity && size && buffer)
 		memmove(r->input + 4, buffer, size); /* it may be the input buffer itself */
 }
 
@@ -571,6 +573,10 @@ enum NyxReturnValue nyx_exec(void *runner)
 		r->need_reset = false;
 	}
 	memcpy(&len, r->input, sizeof(len));
+	if (r->no_input) {
+		r->no_input = false;
+		return exec_error(r, "nyx_set_afl_input was given no buffer for its %u bytes: not run", len);
+	}
 	if (len > r->capacity)
 		return exec_error(r, "the input has %u bytes, more than the input buffer holds (%u "
 				  "bytes): not run", len, r->capacity);

@@ -720,6 +720,13 @@ Test(nyx_kvm, an_input_longer_than_the_buffer_is_an_error, .timeout = 120)
 	capture_begin();
 	cr_assert_eq(nyx.exec(r), NYX_ERROR);
 	free(capture_end());
+	/* no buffer at all */
+	capture_begin();
+	nyx.set_input(r, NULL, 4);
+	cr_assert_eq(nyx.exec(r), NYX_ERROR);
+	said = capture_end();
+	expect_said(said, "no buffer");
+	free(said);
 	/* nothing ran: the VM is fine */
 	cr_assert_eq(run(r, "AAAA", aux, sizeof(aux)), NYX_NORMAL, "%s", aux);
 	cr_assert_eq(run(r, "AAAAAAAA", aux, sizeof(aux)), NYX_NORMAL, "%s", aux);
