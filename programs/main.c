@@ -22,6 +22,7 @@
 #include "cli_args.h"
 #include "cli_ctl.h"
 #include "cli_demo.h"
+#include "cli_fuzz.h"
 #include "cli_store.h"
 #include "control.h"
 #include "disk.h"
@@ -89,6 +90,8 @@ static void usage(FILE *f)
 	cli_store_usage(f);
 	fprintf(f, "\nControl a running VM (see --control):\n");
 	cli_ctl_usage(f);
+	fprintf(f, "\nFuzz with AFL++ (afl-fuzz -X; README \"Fuzzing with AFL++\"):\n");
+	cli_fuzz_usage(f);
 	fprintf(f,
 		"\n"
 		"Common options:\n"
@@ -584,6 +587,8 @@ static const struct command commands[] = {
 	{ "restore", cmd_restore },
 	{ "ctl", cli_ctl_main },
 	{ "demo", cli_demo_main },
+	{ "fuzz-share", cli_fuzz_share_main },
+	{ "fuzz-replay", cli_fuzz_replay_main },
 };
 
 int main(int argc, char **argv)
