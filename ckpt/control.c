@@ -348,24 +348,24 @@ static int cmd_unpin(struct request *r)
 	return cmd_pin_unpin(r, false);
 }
 
-static int cmd_pause(struct request *r)
+static int pause_resume(struct request *r, bool pause)
 {
-	int ret = machine_pause(r->c->m);
+	int ret = pause ? machine_pause(r->c->m) : machine_resume(r->c->m);
 
 	if (ret)
-		return req_fail(r, ret, "pause: %s", rw_strerror(ret));
-	json_object_set_new(r->reply, "paused", json_true());
+		return req_fail(r, ret, "%s: %s", r->cmd->name, rw_strerror(ret));
+	json_object_set_new(r->reply, "paused", json_boolean(pause));
 	return 0;
+}
+
+static int cmd_pause(struct request *r)
+{
+	return pause_resume(r, true);
 }
 
 static int cmd_resume(struct request *r)
 {
-	int ret = machine_resume(r->c->m);
-
-	if (ret)
-		return req_fail(r, ret, "resume: %s", rw_strerror(ret));
-	json_object_set_new(r->reply, "paused", json_false());
-	return 0;
+	return pause_resume(r, false);
 }
 
 static int cmd_status(struct request *r)

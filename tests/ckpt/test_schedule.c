@@ -46,6 +46,28 @@ static json_t *status(const char *sock)
 	return j;
 }
 
+/* The paths of a scheduled run in a new scratch directory. */
+struct sched_run {
+	char store[4200], sock[4200], err[4200];
+	pid_t pid;
+};
+
+/* `rewind run` of a long counter guest, checkpointing every 50ms, keeping keep. */
+static void start_scheduled(struct sched_run *r, const char *tag, const char *keep)
+{
+	const char *dir;
+
+	rw_test_require_kvm();
+	dir = rw_test_tmpdir(tag);
+	snprintf(r->store, sizeof(r->store), "%s/store", dir);
+	snprintf(r->sock, sizeof(r->sock), "%s/ctl", dir);
+	snprintf(r->err, sizeof(r->err), "%s/stderr.txt", dir);
+	const char *argv[] = { REWIND_BIN, "run", "--kernel", rw_test_guest("counter"), "--args",
+			       "n=4000000000", "--no-stdin", "--store", r->store, "--checkpoint-every",
+			       "50ms", "--keep", keep, "--control", r->sock, NULL };
+	r->pid = spawn_rewind(argv, r->err);
+}
+
 /* Poll status until n checkpoints were taken; the last status (caller frees). */
 static json_t *wait_checkpoints(const char *sock, json_int_t n)
 {
@@ -78,16 +100,10 @@ static void quit_rewind(const char *sock, pid_t pid)
 
 Test(schedule, keep_3_of_20_and_verify, .timeout = 300)
 {
-	rw_test_require_kvm();
-	const char *dir = rw_test_tmpdir("sched");
-	char store[4200], sock[4200], err[4200];
-	snprintf(store, sizeof(store), "%s/store", dir);
-	snprintf(sock, sizeof(sock), "%s/ctl", dir);
-	snprintf(err, sizeof(err), "%s/stderr.txt", dir);
-	const char *argv[] = { REWIND_BIN, "run", "--kernel", rw_test_guest("counter"), "--args",
-			       "n=4000000000", "--no-stdin", "--store", store, "--checkpoint-every",
-			       "50ms", "--keep", "3", "--control", sock, NULL };
-	pid_t pid = spawn_rewind(argv, err);
+	struct sched_run run;
+	start_scheduled(&run, "sched", "3");
+	const char *store = run.store, *sock = run.sock;
+	pid_t pid = run.pid;
 	json_t *st = wait_checkpoints(sock, 20);
 	json_t *sch = json_object_get(st, "schedule");
 	cr_assert_not_null(sch, "status has no schedule");
@@ -181,16 +197,11 @@ static bool listed(json_t *arr, json_int_t id)
 
 Test(schedule, retention_keeps_what_the_user_chose, .timeout = 300)
 {
-	rw_test_require_kvm();
-	const char *dir = rw_test_tmpdir("sched-keep");
-	char store[4200], sock[4200], err[4200], id[32];
-	snprintf(store, sizeof(store), "%s/store", dir);
-	snprintf(sock, sizeof(sock), "%s/ctl", dir);
-	snprintf(err, sizeof(err), "%s/stderr.txt", dir);
-	const char *argv[] = { REWIND_BIN, "run", "--kernel", rw_test_guest("counter"), "--args",
-			       "n=4000000000", "--no-stdin", "--store", store, "--checkpoint-every",
-			       "50ms", "--keep", "2", "--control", sock, NULL };
-	pid_t pid = spawn_rewind(argv, err);
+	struct sched_run run;
+	char id[32];
+	start_scheduled(&run, "sched-keep", "2");
+	const char *store = run.store, *sock = run.sock;
+	pid_t pid = run.pid;
 	json_t *st = NULL;
 
 	for (int i = 0; i < 600 && !st; i++) {

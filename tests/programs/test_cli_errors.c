@@ -59,6 +59,16 @@ static void expect_as_nobody(const char *const *argv, int want, const char *need
 	cli_result_free(&r);
 }
 
+/* An empty file dir/name; its path in buf. */
+static const char *touch(const char *dir, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", dir, name);
+	FILE *fp = fopen(buf, "w");
+	cr_assert_not_null(fp, "create %s", buf);
+	fclose(fp);
+	return buf;
+}
+
 static bool exists(const char *dir, const char *name)
 {
 	char p[4200];
@@ -69,12 +79,8 @@ static bool exists(const char *dir, const char *name)
 
 Test(cli_errors, store_that_is_a_file)
 {
-	const char *dir = rw_test_tmpdir("err-file");
 	char f[4200];
-	snprintf(f, sizeof(f), "%s/plain", dir);
-	FILE *fp = fopen(f, "w");
-	cr_assert_not_null(fp);
-	fclose(fp);
+	touch(rw_test_tmpdir("err-file"), "plain", f, sizeof(f));
 	const char *a[] = { "rewind", "run", "--kernel", rw_test_guest("hello"), "--store", f, NULL };
 	expect(a, 2, f, "not a directory");
 }
@@ -83,10 +89,7 @@ Test(cli_errors, store_in_a_directory_of_other_files_is_refused)
 {
 	const char *dir = rw_test_tmpdir("err-busy");
 	char f[4200];
-	snprintf(f, sizeof(f), "%s/notes.txt", dir);
-	FILE *fp = fopen(f, "w");
-	cr_assert_not_null(fp);
-	fclose(fp);
+	touch(dir, "notes.txt", f, sizeof(f));
 	const char *a[] = { "rewind", "run", "--kernel", rw_test_guest("hello"), "--store", dir, NULL };
 	expect(a, 2, "not a rewind store and not empty", NULL);
 	cr_expect(!exists(dir, "data.mdb"), "a store was put among the user's files");
@@ -145,10 +148,7 @@ Test(cli_errors, kvm_without_permission_is_explained)
 {
 	const char *dir = rw_test_tmpdir("err-kvm-perm");
 	char dev[4200];
-	snprintf(dev, sizeof(dev), "%s/kvm", dir);
-	FILE *fp = fopen(dev, "w");
-	cr_assert_not_null(fp);
-	fclose(fp);
+	touch(dir, "kvm", dev, sizeof(dev));
 	cr_assert_eq(chmod(dev, 0600), 0);
 	cr_assert_eq(chmod(dir, 0755), 0);
 	cr_assert_eq(setenv("REWIND_KVM_DEVICE", dev, 1), 0);
