@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "disk.h"
+#include "disk_files.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -43,34 +44,13 @@ static const char *make_backing(const char *tag, uint64_t size, uint64_t seed)
 	static __thread char path[4096];
 	const char *dir = rw_test_tmpdir(tag);
 	uint8_t *buf = malloc(size ? size : 1);
-	int fd;
 
 	cr_assert_not_null(buf);
 	fill(buf, size, seed, 0);
 	snprintf(path, sizeof(path), "%s/disk.img", dir);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(rw_write_all(fd, buf, size), 0);
-	close(fd);
+	write_disk_file(path, buf, size);
 	free(buf);
 	return path;
-}
-
-static XXH128_hash_t file_hash(const char *path)
-{
-	struct stat st;
-	uint8_t *buf;
-	int fd = open(path, O_RDONLY);
-	XXH128_hash_t h;
-
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(fstat(fd, &st), 0);
-	buf = malloc((size_t)st.st_size + 1);
-	cr_assert_eq(rw_pread_all(fd, buf, (size_t)st.st_size, 0), 0);
-	h = XXH3_128bits(buf, (size_t)st.st_size);
-	free(buf);
-	close(fd);
-	return h;
 }
 
 static struct disk *open_disk(const char *path, enum disk_engine engine, bool ro)

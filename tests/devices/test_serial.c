@@ -29,6 +29,7 @@
 #include "record.h"
 #include "serial.h"
 #include "testutil.h"
+#include "vmtest.h"
 #include "util.h"
 #include "vm.h"
 
@@ -116,28 +117,9 @@ static void assert_line(struct vm *vm, struct serial *s, unsigned irq, int level
 	cr_assert_eq(pic_line(vm, irq), level, "PIC sees %d, expected %d", pic_line(vm, irq), level);
 }
 
-/*
- * Play the event thread for a while: dispatch what the VM's epoll set
- * reports, as vm.c's loop does. Returns how many callbacks ran. A set that
- * stays ready (a device spinning the event thread) fails the test.
- */
 static unsigned run_events(struct vm *vm, int timeout_ms)
 {
-	struct epoll_event evs[8];
-	unsigned ran = 0;
-	int n;
-
-	while ((n = epoll_wait(vm->epfd, evs, ARRAY_SIZE(evs), timeout_ms)) > 0) {
-		cr_assert_lt(ran, 1000, "the event set never goes quiet: something spins");
-		for (int i = 0; i < n; i++) {
-			struct vm_event *e = &vm->events[evs[i].data.u64];
-
-			e->fn(e->opaque, e->fd, evs[i].events);
-			ran++;
-		}
-		timeout_ms = 0;
-	}
-	return ran;
+	return rw_test_run_events(vm, timeout_ms, 1000);
 }
 
 /* Nothing ready on the VM's event set (the console is not spinning). */
@@ -164,22 +146,7 @@ static size_t save(struct serial *s, uint8_t **out)
 /* What the checkpoint code does: open, validate, then load. */
 static int load(struct serial *s, const uint8_t *data, size_t len, const char **field)
 {
-	struct device *dev = serial_device(s);
-	const struct device_type *t = dev->type;
-	struct rec_reader r;
-	int ret;
-
-	*field = NULL;
-	ret = rec_open(&r, data, len, t->name, t->min_version, t->state_version);
-	if (ret)
-		return ret;
-	ret = t->ops->validate(dev, &r, rec_version(&r));
-	if (ret) {
-		*field = rec_error_field(&r);
-		return ret;
-	}
-	cr_assert_eq(rec_open(&r, data, len, t->name, t->min_version, t->state_version), 0);
-	return t->ops->load(dev, &r, rec_version(&r));
+	return rw_test_load_record(serial_device(s), data, len, field);
 }
 
 static void assert_same_record(struct serial *a, struct serial *b)

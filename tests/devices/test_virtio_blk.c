@@ -26,7 +26,9 @@
 #include "memory.h"
 #include "record.h"
 #include "rw/abi.h"
+#include "disk_files.h"
 #include "testutil.h"
+#include "vmtest.h"
 #include "util.h"
 #include "virtio.h"
 #include "virtio_blk.h"
@@ -67,32 +69,12 @@ static char *make_file(const char *tag, uint64_t size, uint64_t seed)
 {
 	char *path = malloc(4096);
 	uint8_t *buf = malloc(size);
-	int fd;
 
 	snprintf(path, 4096, "%s/disk.img", rw_test_tmpdir(tag));
 	fill(buf, size, seed);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(rw_write_all(fd, buf, size), 0);
-	close(fd);
+	write_disk_file(path, buf, size);
 	free(buf);
 	return path;
-}
-
-static XXH128_hash_t file_hash(const char *path)
-{
-	struct stat st;
-	int fd = open(path, O_RDONLY);
-	uint8_t *buf;
-	XXH128_hash_t h;
-
-	cr_assert_eq(fstat(fd, &st), 0);
-	buf = malloc((size_t)st.st_size);
-	cr_assert_eq(rw_pread_all(fd, buf, (size_t)st.st_size, 0), 0);
-	h = XXH3_128bits(buf, (size_t)st.st_size);
-	free(buf);
-	close(fd);
-	return h;
 }
 
 struct disk_spec {
@@ -167,24 +149,9 @@ static struct device *dev_at(struct vm *vm, const char *id)
 	return d;
 }
 
-/* Play the event thread (as vm.c's loop does). */
 static unsigned run_events(struct vm *vm, int timeout_ms)
 {
-	struct epoll_event evs[8];
-	unsigned ran = 0;
-	int n;
-
-	while ((n = epoll_wait(vm->epfd, evs, ARRAY_SIZE(evs), timeout_ms)) > 0) {
-		cr_assert_lt(ran, 100000, "the event set never goes quiet");
-		for (int i = 0; i < n; i++) {
-			struct vm_event *e = &vm->events[evs[i].data.u64];
-
-			e->fn(e->opaque, e->fd, evs[i].events);
-			ran++;
-		}
-		timeout_ms = 0;
-	}
-	return ran;
+	return rw_test_run_events(vm, timeout_ms, 100000);
 }
 
 /* ------------------------------------------------------- the guest's side */
@@ -394,21 +361,7 @@ static size_t save(struct device *dev, uint8_t **out)
 /* What the checkpoint layer does: open, validate, then load. */
 static int load(struct device *dev, const uint8_t *data, size_t len, const char **field)
 {
-	const struct device_type *t = dev->type;
-	struct rec_reader r;
-	int ret;
-
-	*field = NULL;
-	ret = rec_open(&r, data, len, t->name, t->min_version, t->state_version);
-	if (ret)
-		return ret;
-	ret = t->ops->validate(dev, &r, rec_version(&r));
-	if (ret) {
-		*field = rec_error_field(&r);
-		return ret;
-	}
-	cr_assert_eq(rec_open(&r, data, len, t->name, t->min_version, t->state_version), 0);
-	return t->ops->load(dev, &r, rec_version(&r));
+	return rw_test_load_record(dev, data, len, field);
 }
 
 /* The record, decoded field by field (virtio_blk.c and virtio_mmio.c). */
