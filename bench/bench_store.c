@@ -63,22 +63,18 @@ static uint64_t median(uint64_t *v, int n)
 	return v[n / 2];
 }
 
+/* Remove the bench's two LMDB environments (store/ and raw/) and dir. */
 static int rm_tree(const char *dir)
 {
+	static const char *const files[] = { "store/data.mdb", "store/lock.mdb", "store",
+					     "raw/data.mdb", "raw/lock.mdb", "raw" };
 	char p[4200];
 
-	snprintf(p, sizeof(p), "%s/store/data.mdb", dir);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s/store/lock.mdb", dir);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s/store", dir);
-	rmdir(p);
-	snprintf(p, sizeof(p), "%s/raw/data.mdb", dir);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s/raw/lock.mdb", dir);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s/raw", dir);
-	rmdir(p);
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
+		if (unlink(p) && errno == EISDIR)
+			rmdir(p);
+	}
 	return rmdir(dir);
 }
 

@@ -318,9 +318,11 @@ static int cmd_rollback(struct request *r)
 	return 0;
 }
 
-static int cmd_pin_unpin(struct request *r, bool pin)
+/* pin and unpin */
+static int cmd_pin_unpin(struct request *r)
 {
-	const char *name = pin ? "pin" : "unpin";
+	const char *name = r->cmd->name;
+	bool pin = strcmp(name, "pin") == 0;
 	uint64_t id;
 	int ret = resolve_checkpoint_ref(r, &id);
 
@@ -338,34 +340,16 @@ static int cmd_pin_unpin(struct request *r, bool pin)
 	return 0;
 }
 
-static int cmd_pin(struct request *r)
+/* pause and resume */
+static int cmd_pause_resume(struct request *r)
 {
-	return cmd_pin_unpin(r, true);
-}
-
-static int cmd_unpin(struct request *r)
-{
-	return cmd_pin_unpin(r, false);
-}
-
-static int pause_resume(struct request *r, bool pause)
-{
+	bool pause = strcmp(r->cmd->name, "pause") == 0;
 	int ret = pause ? machine_pause(r->c->m) : machine_resume(r->c->m);
 
 	if (ret)
 		return req_fail(r, ret, "%s: %s", r->cmd->name, rw_strerror(ret));
 	json_object_set_new(r->reply, "paused", json_boolean(pause));
 	return 0;
-}
-
-static int cmd_pause(struct request *r)
-{
-	return pause_resume(r, true);
-}
-
-static int cmd_resume(struct request *r)
-{
-	return pause_resume(r, false);
 }
 
 static int cmd_status(struct request *r)
@@ -415,10 +399,10 @@ static int cmd_quit(struct request *r)
 static const struct control_cmd control_cmds[] = {
 	{ "checkpoint", checkpoint_fields, check_checkpoint, cmd_checkpoint },
 	{ "rollback", rollback_fields, check_checkpoint_ref, cmd_rollback },
-	{ "pin", rollback_fields, check_checkpoint_ref, cmd_pin },
-	{ "unpin", rollback_fields, check_checkpoint_ref, cmd_unpin },
-	{ "pause", no_fields, NULL, cmd_pause },
-	{ "resume", no_fields, NULL, cmd_resume },
+	{ "pin", rollback_fields, check_checkpoint_ref, cmd_pin_unpin },
+	{ "unpin", rollback_fields, check_checkpoint_ref, cmd_pin_unpin },
+	{ "pause", no_fields, NULL, cmd_pause_resume },
+	{ "resume", no_fields, NULL, cmd_pause_resume },
 	{ "status", no_fields, NULL, cmd_status },
 	{ "quit", no_fields, NULL, cmd_quit },
 };
