@@ -37,6 +37,18 @@ bool fuzz_fix_record(const uint8_t *in, size_t n, uint8_t **out)
 	return true;
 }
 
+void fuzz_run_fixed(void (*one)(const uint8_t *data, size_t size), const uint8_t *data,
+		    size_t size)
+{
+	uint8_t *fixed;
+
+	one(data, size);
+	if (fuzz_fix_record(data, size, &fixed)) {
+		one(fixed, size);
+		free(fixed);
+	}
+}
+
 uint8_t *fuzz_dup(const void *p, size_t n)
 {
 	uint8_t *q = malloc(n ? n : 1);

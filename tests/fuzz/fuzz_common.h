@@ -46,6 +46,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  */
 bool fuzz_fix_record(const uint8_t *in, size_t n, uint8_t **out);
 
+/*
+ * What a record harness does with its input: one(data, size), then one()
+ * again on fuzz_fix_record()'s copy if that differs from the input.
+ */
+void fuzz_run_fixed(void (*one)(const uint8_t *data, size_t size), const uint8_t *data,
+		    size_t size);
+
 /* A heap copy of n bytes (so that ASan sees reads past them), never NULL. */
 uint8_t *fuzz_dup(const void *p, size_t n);
 

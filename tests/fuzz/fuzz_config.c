@@ -117,13 +117,7 @@ static void both(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	uint8_t *fixed;
-
 	config_init(&init);
-	both(data, size);
-	if (fuzz_fix_record(data, size, &fixed)) {
-		both(fixed, size);
-		free(fixed);
-	}
+	fuzz_run_fixed(both, data, size);
 	return 0;
 }

@@ -54,12 +54,6 @@ static void one(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	uint8_t *fixed;
-
-	one(data, size);
-	if (fuzz_fix_record(data, size, &fixed)) {
-		one(fixed, size);
-		free(fixed);
-	}
+	fuzz_run_fixed(one, data, size);
 	return 0;
 }

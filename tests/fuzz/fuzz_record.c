@@ -21,6 +21,7 @@
  * nothing remains once a reader failed, a field's failure is its parent's,
  * and an error's offset lies inside the payload.
  */
+#include <inttypes.h>
 #include <string.h>
 
 #include "fuzz_common.h"
@@ -44,44 +45,32 @@ static void after_get(struct rec_reader *r, int ret)
 	}
 }
 
+/* A case of scalar(): op reads a u<bits> (zero after a failure) and puts it. */
+#define SCALAR_UINT(op, bits)                                                          \
+	case op: {                                                                     \
+		uint##bits##_t v;                                                      \
+		ret = rec_get_u##bits(r, &v);                                          \
+		after_get(r, ret);                                                     \
+		FUZZ_CHECK(!ret || v == 0, "u" #bits " %" PRIu64 " after an error",    \
+			   (uint64_t)v);                                               \
+		rec_put_u##bits(w, v);                                                 \
+		break;                                                                 \
+	}
+
 /* Read one scalar of type op from r and put it to w. */
 static void scalar(struct rec_reader *r, struct rec_writer *w, unsigned op, unsigned cap)
 {
 	uint8_t buf[64];
 	char str[65];
-	uint8_t v8;
-	uint16_t v16;
-	uint32_t v32;
-	uint64_t v64;
 	bool b;
 	size_t n;
 	int ret;
 
 	switch (op) {
-	case 0:
-		ret = rec_get_u8(r, &v8);
-		after_get(r, ret);
-		FUZZ_CHECK(!ret || v8 == 0, "u8 %u after an error", v8);
-		rec_put_u8(w, v8);
-		break;
-	case 1:
-		ret = rec_get_u16(r, &v16);
-		after_get(r, ret);
-		FUZZ_CHECK(!ret || v16 == 0, "u16 %u after an error", v16);
-		rec_put_u16(w, v16);
-		break;
-	case 2:
-		ret = rec_get_u32(r, &v32);
-		after_get(r, ret);
-		FUZZ_CHECK(!ret || v32 == 0, "u32 %u after an error", v32);
-		rec_put_u32(w, v32);
-		break;
-	case 3:
-		ret = rec_get_u64(r, &v64);
-		after_get(r, ret);
-		FUZZ_CHECK(!ret || v64 == 0, "u64 after an error");
-		rec_put_u64(w, v64);
-		break;
+	SCALAR_UINT(0, 8)
+	SCALAR_UINT(1, 16)
+	SCALAR_UINT(2, 32)
+	SCALAR_UINT(3, 64)
 	case 4:
 		ret = rec_get_bool(r, &b);
 		after_get(r, ret);
@@ -112,6 +101,8 @@ static void scalar(struct rec_reader *r, struct rec_writer *w, unsigned op, unsi
 		break;
 	}
 }
+
+#undef SCALAR_UINT
 
 /* Read the tagged fields of r to its end, putting them to w. */
 static void fields(struct rec_reader *r, struct rec_writer *w, unsigned depth)
@@ -221,12 +212,6 @@ static void one(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	uint8_t *fixed;
-
-	one(data, size);
-	if (fuzz_fix_record(data, size, &fixed)) {
-		one(fixed, size);
-		free(fixed);
-	}
+	fuzz_run_fixed(one, data, size);
 	return 0;
 }

@@ -79,12 +79,6 @@ static void all(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	uint8_t *fixed;
-
-	all(data, size);
-	if (fuzz_fix_record(data, size, &fixed)) {
-		all(fixed, size);
-		free(fixed);
-	}
+	fuzz_run_fixed(all, data, size);
 	return 0;
 }

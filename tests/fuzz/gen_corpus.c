@@ -140,11 +140,36 @@ static void gen_record(void)
 
 /* --------------------------------------------------------- state records */
 
-static void segment(struct kvm_segment *s, uint64_t base, uint32_t limit, uint16_t sel,
-		    uint8_t type, uint8_t code_or_data, uint8_t l, uint8_t db, uint8_t g)
+static struct kvm_segment segment(uint64_t base, uint32_t limit, uint16_t sel, uint8_t type,
+				  uint8_t code_or_data, uint8_t l, uint8_t db, uint8_t g)
 {
-	*s = (struct kvm_segment){ .base = base, .limit = limit, .selector = sel, .type = type,
-				   .present = 1, .s = code_or_data, .l = l, .db = db, .g = g };
+	return (struct kvm_segment){ .base = base, .limit = limit, .selector = sel, .type = type,
+				     .present = 1, .s = code_or_data, .l = l, .db = db, .g = g };
+}
+
+/*
+ * What the states below share: the segments (cs; ds, also es, fs, gs and
+ * ss; tr; the LDT), one XCR, the debug registers' reset values, the local
+ * APIC's ID and version, the x87 and SSE control words.
+ */
+static void vcpu_base(const struct vm *vm, unsigned index, struct vcpu_state *st,
+		      struct kvm_segment cs, struct kvm_segment ds, struct kvm_segment tr)
+{
+	struct kvm_sregs2 *s = &st->sregs;
+
+	memset(st, 0, sizeof(*st));
+	s->cs = cs;
+	s->ds = s->es = s->fs = s->gs = s->ss = ds;
+	s->tr = tr;
+	s->ldt = segment(0, 0xffff, 0, 2, 0, 0, 0, 0);
+	st->xcrs.nr_xcrs = 1;
+	st->dregs.dr6 = 0xffff0ff0;
+	st->dregs.dr7 = 0x400;
+	put_le32((uint8_t *)st->lapic.regs + 0x20, index << 24);
+	put_le32((uint8_t *)st->lapic.regs + 0x30, 0x50014);
+	st->xsave_size = vm->xsave_size;
+	put_le16(st->xsave, 0x37f);          /* FCW */
+	put_le32(st->xsave + 24, 0x1f80);    /* MXCSR */
 }
 
 /* The state of a vCPU in 64-bit mode, as an SDK guest runs (the BSP if index 0). */
@@ -152,18 +177,15 @@ static void vcpu_long_mode(const struct vm *vm, unsigned index, struct vcpu_stat
 {
 	struct kvm_sregs2 *s = &st->sregs;
 
-	memset(st, 0, sizeof(*st));
+	vcpu_base(vm, index, st, segment(0, 0xffffffff, 0x08, 11, 1, 1, 0, 1),
+		  segment(0, 0xffffffff, 0x10, 3, 1, 0, 1, 1),
+		  segment(0x5000, 0x67, 0x28, 11, 0, 0, 0, 0));
 	st->mp.mp_state = KVM_MP_STATE_RUNNABLE;
 	st->regs.rip = 0x401000;
 	st->regs.rsp = 0x7ff000;
 	st->regs.rdi = 1;
 	st->regs.rflags = 0x202;
-	segment(&s->cs, 0, 0xffffffff, 0x08, 11, 1, 1, 0, 1);
-	segment(&s->ds, 0, 0xffffffff, 0x10, 3, 1, 0, 1, 1);
-	s->es = s->fs = s->gs = s->ss = s->ds;
 	s->fs.base = 0x600000;
-	segment(&s->tr, 0x5000, 0x67, 0x28, 11, 0, 0, 0, 0);
-	segment(&s->ldt, 0, 0xffff, 0, 2, 0, 0, 0, 0);
 	s->ldt.unusable = 1;
 	s->ldt.present = 0;
 	s->gdt = (struct kvm_dtable){ .base = 0x4000, .limit = 0x37 };
@@ -173,12 +195,7 @@ static void vcpu_long_mode(const struct vm *vm, unsigned index, struct vcpu_stat
 	s->cr4 = 0x40620;    /* PAE OSFXSR OSXMMEXCPT OSXSAVE */
 	s->efer = 0xd01;     /* SCE LME LMA NXE */
 	s->apic_base = RW_GPA_LAPIC | 0x800 | (index == 0 ? 0x100 : 0);
-	st->xcrs.nr_xcrs = 1;
 	st->xcrs.xcrs[0].value = 7; /* x87 SSE AVX */
-	st->dregs.dr6 = 0xffff0ff0;
-	st->dregs.dr7 = 0x400;
-	put_le32((uint8_t *)st->lapic.regs + 0x20, index << 24);
-	put_le32((uint8_t *)st->lapic.regs + 0x30, 0x50014);
 	put_le32((uint8_t *)st->lapic.regs + 0xf0, 0x1ff);
 	put_le32((uint8_t *)st->lapic.regs + 0x320, 0x10000);
 	st->events.flags = KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR |
@@ -188,9 +205,6 @@ static void vcpu_long_mode(const struct vm *vm, unsigned index, struct vcpu_stat
 		st->msrs[i].index = vm->msr_index[i];
 		st->msrs[i].data = i == 0 ? 123456789ull : 0x1000ull * i;
 	}
-	st->xsave_size = vm->xsave_size;
-	put_le16(st->xsave, 0x37f);          /* FCW */
-	put_le32(st->xsave + 24, 0x1f80);    /* MXCSR */
 	put_le32(st->xsave + 28, 0xffff);    /* MXCSR_MASK */
 	put_le64(st->xsave + 512, 7);        /* XSTATE_BV */
 }
@@ -200,54 +214,53 @@ static void vcpu_waiting(const struct vm *vm, unsigned index, struct vcpu_state 
 {
 	struct kvm_sregs2 *s = &st->sregs;
 
-	memset(st, 0, sizeof(*st));
+	vcpu_base(vm, index, st, segment(0xffff0000, 0xffff, 0xf000, 11, 1, 0, 0, 0),
+		  segment(0, 0xffff, 0, 3, 1, 0, 0, 0),
+		  segment(0, 0xffff, 0, 11, 0, 0, 0, 0));
 	st->mp.mp_state = KVM_MP_STATE_INIT_RECEIVED;
 	st->regs.rip = 0xfff0;
 	st->regs.rflags = 0x2;
-	segment(&s->cs, 0xffff0000, 0xffff, 0xf000, 11, 1, 0, 0, 0);
-	segment(&s->ds, 0, 0xffff, 0, 3, 1, 0, 0, 0);
-	s->es = s->fs = s->gs = s->ss = s->ds;
-	segment(&s->tr, 0, 0xffff, 0, 11, 0, 0, 0, 0);
-	segment(&s->ldt, 0, 0xffff, 0, 2, 0, 0, 0, 0);
 	s->gdt.limit = 0xffff;
 	s->idt.limit = 0xffff;
 	s->cr0 = 0x60000010; /* CD NW ET */
 	s->apic_base = RW_GPA_LAPIC | 0x800;
-	st->xcrs.nr_xcrs = 1;
 	st->xcrs.xcrs[0].value = 1;
-	st->dregs.dr6 = 0xffff0ff0;
-	st->dregs.dr7 = 0x400;
-	put_le32((uint8_t *)st->lapic.regs + 0x20, index << 24);
-	put_le32((uint8_t *)st->lapic.regs + 0x30, 0x50014);
 	put_le32((uint8_t *)st->lapic.regs + 0xf0, 0xff);
 	st->events.flags = KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR;
 	st->nr_msrs = 3;
 	st->msrs[0] = (struct kvm_msr_entry){ .index = 0x10, .data = 5 };
 	st->msrs[1] = (struct kvm_msr_entry){ .index = 0x277, .data = 0x0007040600070406ull };
 	st->msrs[2] = (struct kvm_msr_entry){ .index = 0x6e0, .data = 0 };
-	st->xsave_size = vm->xsave_size;
-	put_le16(st->xsave, 0x37f);
-	put_le32(st->xsave + 24, 0x1f80);
+}
+
+/* vCPU index's state st checked and encoded, in *buf (free() it); exits if it cannot. */
+static void vcpu_record(const struct vm *vm, unsigned index, const struct vcpu_state *st,
+			uint8_t **buf, size_t *len)
+{
+	char why[512];
+	int ret;
+
+	if ((ret = state_vcpu_check(vm, index, st, why, sizeof(why))))
+		die(why, ret);
+	if ((ret = state_vcpu_encode(vm, index, st, buf, len))) {
+		snprintf(why, sizeof(why), "vcpu/%u", index);
+		die(why, ret);
+	}
 }
 
 static void gen_vcpu(void)
 {
 	struct vm vm;
 	struct vcpu_state *st = calloc(1, sizeof(*st));
-	char why[512];
 	uint8_t *buf;
 	size_t len;
-	int ret;
 
 	if (!st)
 		die("vcpu", -ENOMEM);
 	fuzz_vm_init(&vm, 2, 3 * (1ULL << 30) + (64ULL << 20), false);
 
 	vcpu_long_mode(&vm, 0, st);
-	if ((ret = state_vcpu_check(&vm, 0, st, why, sizeof(why))))
-		die(why, ret);
-	if ((ret = state_vcpu_encode(&vm, 0, st, &buf, &len)))
-		die("vcpu/0", ret);
+	vcpu_record(&vm, 0, st, &buf, &len);
 	put_file("vcpu", "bsp-long-mode", buf, len);
 	put_file("record", "vcpu", buf, len);
 	put_with_tag("vcpu", "bsp-extra-tag", buf, len, 0x0042, "abc", 3);
@@ -255,10 +268,7 @@ static void gen_vcpu(void)
 	free(buf);
 
 	vcpu_waiting(&vm, 1, st);
-	if ((ret = state_vcpu_check(&vm, 1, st, why, sizeof(why))))
-		die(why, ret);
-	if ((ret = state_vcpu_encode(&vm, 1, st, &buf, &len)))
-		die("vcpu/1", ret);
+	vcpu_record(&vm, 1, st, &buf, &len);
 	put_file("vcpu", "ap-waiting", buf, len);
 	free(buf);
 	free(st);
