@@ -3,14 +3,28 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "err.h"
+#include "log.h"
 #include "store.h"
 #include "util.h"
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	rw_error("%s: %s (see 'rewind %s --help')", cmd, msg, cmd);
+	return EXIT_USAGE;
+}
 
 static int refuse(const char *cmd, const char *what, const char *path, const char *why)
 {

@@ -13,6 +13,12 @@
 #define EXIT_USAGE 2
 
 /*
+ * A usage error of command cmd: logs "cmd: <message> (see 'rewind cmd
+ * --help')" and returns EXIT_USAGE.
+ */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
  * --store DIR for command cmd. With must_exist, DIR must hold a store the
  * user can read. Without, it may also be missing or an empty directory
  * (a store is created there); a file or a directory of other files is

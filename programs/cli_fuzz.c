@@ -6,13 +6,13 @@
 #include <jansson.h>
 #include <libgen.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli_args.h"
 #include "cli_fuzz.h"
 #include "fuzz_share.h"
 #include "log.h"
@@ -21,7 +21,6 @@
 #include "util.h"
 
 #define EXIT_RUNTIME 1
-#define EXIT_USAGE 2
 #define EXIT_CRASH 3
 #define EXIT_FATAL 4
 #define EXIT_TIMEOUT 5
@@ -49,20 +48,6 @@ void cli_fuzz_usage(FILE *f)
 		"      --console FILE (or -) shows the guest's console\n"
 		"      exit status: 0 every input said done, else for the first that did\n"
 		"      not: 3 crash (or exit), 4 the VM died, 5 timeout\n");
-}
-
-static int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int usage_error(const char *cmd, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	rw_error("%s: %s (see 'rewind %s --help')", cmd, msg, cmd);
-	return EXIT_USAGE;
 }
 
 static int print_json(json_t *o)
@@ -104,6 +89,37 @@ static void find_libnyx(char *out, size_t n)
 	}
 }
 
+enum { OPT_KERNEL = 0x100, OPT_MEM, OPT_PAYLOAD, OPT_TIMEOUT, OPT_ARGS, OPT_NO_COV, OPT_JSON,
+       OPT_CONSOLE, OPT_LOG_LEVEL };
+
+/*
+ * The options both commands take (--json, --log-level, --help) and getopt's
+ * complaints about the rest. Returns -1 to go on, else the status to exit with.
+ */
+static int common_option(const char *cmd, int c, char **argv, bool *json)
+{
+	enum rw_log_level l;
+
+	switch (c) {
+	case OPT_JSON:
+		*json = true;
+		return -1;
+	case OPT_LOG_LEVEL:
+		if (rw_log_parse_level(optarg, &l))
+			return cli_usage_error(cmd, "unknown --log-level '%s'", optarg);
+		rw_log_set_level(l);
+		return -1;
+	case 'h':
+		printf("usage:\n");
+		cli_fuzz_usage(stdout);
+		return 0;
+	case ':':
+		return cli_usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
+	default:
+		return cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+	}
+}
+
 /* ----------------------------------------------------------- fuzz-share */
 
 /* Undo a share directory this command created and could not finish. */
@@ -120,9 +136,6 @@ static void remove_share(const char *dir, const char *kernel)
 	}
 	rmdir(dir);
 }
-
-enum { OPT_KERNEL = 0x100, OPT_MEM, OPT_PAYLOAD, OPT_TIMEOUT, OPT_ARGS, OPT_NO_COV, OPT_JSON,
-       OPT_CONSOLE, OPT_LOG_LEVEL };
 
 static int parse_timeout_ms(const char *s, uint32_t *ms)
 {
@@ -169,79 +182,67 @@ int cli_fuzz_share_main(int argc, char **argv)
 			break;
 		case OPT_MEM:
 			if (rw_parse_size(optarg, &v) || v < RW_MEM_MIN || v > RW_MEM_MAX || v % (2 * MiB))
-				return usage_error(cmd, "--mem must be a multiple of 2M from 16M to 64G "
-						   "(got '%s')", optarg);
+				return cli_usage_error(cmd, "--mem must be a multiple of 2M from 16M to "
+						       "64G (got '%s')", optarg);
 			s.mem_size = v;
 			break;
 		case OPT_PAYLOAD:
 			if (rw_parse_size(optarg, &v) || v < 1 || v > FUZZ_SHARE_PAYLOAD_MAX)
-				return usage_error(cmd, "--payload-size must be from 1 to 16M bytes (got "
-						   "'%s')", optarg);
+				return cli_usage_error(cmd, "--payload-size must be from 1 to 16M bytes "
+						       "(got '%s')", optarg);
 			s.payload_size = (uint32_t)v;
 			break;
 		case OPT_TIMEOUT:
 			if (parse_timeout_ms(optarg, &s.timeout_ms))
-				return usage_error(cmd, "--timeout must be milliseconds up to an hour, or a "
-						   "duration such as 500ms or 2s (got '%s')", optarg);
+				return cli_usage_error(cmd, "--timeout must be milliseconds up to an hour, "
+						       "or a duration such as 500ms or 2s (got '%s')",
+						       optarg);
 			break;
 		case OPT_ARGS:
 			if (strlen(optarg) > FUZZ_SHARE_ARGS_MAX)
-				return usage_error(cmd, "--args is longer than %d bytes", FUZZ_SHARE_ARGS_MAX);
+				return cli_usage_error(cmd, "--args is longer than %d bytes",
+						       FUZZ_SHARE_ARGS_MAX);
 			snprintf(s.args, sizeof(s.args), "%s", optarg);
 			break;
 		case OPT_NO_COV:
 			s.coverage = false;
 			break;
-		case OPT_JSON:
-			json = true;
-			break;
-		case OPT_LOG_LEVEL: {
-			enum rw_log_level l;
-			if (rw_log_parse_level(optarg, &l))
-				return usage_error(cmd, "unknown --log-level '%s'", optarg);
-			rw_log_set_level(l);
-			break;
-		}
-		case 'h':
-			printf("usage:\n");
-			cli_fuzz_usage(stdout);
-			return 0;
-		case ':':
-			return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
 		default:
-			return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+			ret = common_option(cmd, c, argv, &json);
+			if (ret >= 0)
+				return ret;
 		}
 	}
 	if (optind >= argc)
-		return usage_error(cmd, "a share directory DIR is needed");
+		return cli_usage_error(cmd, "a share directory DIR is needed");
 	dir = argv[optind++];
 	if (optind < argc)
-		return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+		return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
 	if (!kernel)
-		return usage_error(cmd, "--kernel FILE is needed");
+		return cli_usage_error(cmd, "--kernel FILE is needed");
 	if (fuzz_share_check_image(kernel, why, sizeof(why)))
-		return usage_error(cmd, "--kernel %s", why);
+		return cli_usage_error(cmd, "--kernel %s", why);
 	snprintf(base, sizeof(base), "%s", kernel);
 	snprintf(s.kernel, sizeof(s.kernel), "%s", basename(base));
 	if (fuzz_share_check(&s, why, sizeof(why)))
-		return usage_error(cmd, "%s", why);
+		return cli_usage_error(cmd, "%s", why);
 
 	/* a wrong DIR is the user's to fix: refused before anything is written */
 	struct stat st;
 	bool created = false;
 	if (stat(dir, &st) == 0) {
 		if (!S_ISDIR(st.st_mode))
-			return usage_error(cmd, "%s: not a directory", dir);
+			return cli_usage_error(cmd, "%s: not a directory", dir);
 	} else if (errno == ENOENT) {
 		char parent[PATH_MAX];
 
 		snprintf(parent, sizeof(parent), "%s", dir);
 		char *p = dirname(parent);
 		if (stat(p, &st) || !S_ISDIR(st.st_mode))
-			return usage_error(cmd, "%s: its directory %s does not exist", dir, p);
+			return cli_usage_error(cmd, "%s: its directory %s does not exist", dir, p);
 		created = true;
 	} else {
-		return usage_error(cmd, "%s: %s", dir, strerror(errno));
+		return cli_usage_error(cmd, "%s: %s", dir, strerror(errno));
 	}
 
 	ret = fuzz_share_save(dir, kernel, &s, why, sizeof(why));
@@ -366,37 +367,23 @@ int cli_fuzz_replay_main(int argc, char **argv)
 		case OPT_CONSOLE:
 			console = optarg;
 			break;
-		case OPT_JSON:
-			json = true;
-			break;
-		case OPT_LOG_LEVEL: {
-			enum rw_log_level l;
-			if (rw_log_parse_level(optarg, &l))
-				return usage_error(cmd, "unknown --log-level '%s'", optarg);
-			rw_log_set_level(l);
-			break;
-		}
-		case 'h':
-			printf("usage:\n");
-			cli_fuzz_usage(stdout);
-			return 0;
-		case ':':
-			return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
 		default:
-			return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+			ret = common_option(cmd, c, argv, &json);
+			if (ret >= 0)
+				return ret;
 		}
 	}
 	if (optind >= argc)
-		return usage_error(cmd, "a share directory DIR is needed");
+		return cli_usage_error(cmd, "a share directory DIR is needed");
 	dir = argv[optind++];
 	if (optind >= argc)
-		return usage_error(cmd, "at least one input FILE is needed");
+		return cli_usage_error(cmd, "at least one input FILE is needed");
 	ret = fuzz_share_load(dir, &s, why, sizeof(why));
 	if (ret)
-		return usage_error(cmd, "%s", why);
+		return cli_usage_error(cmd, "%s", why);
 	for (int i = optind; i < argc; i++) {
 		if (access(argv[i], R_OK))
-			return usage_error(cmd, "input %s: %s", argv[i], strerror(errno));
+			return cli_usage_error(cmd, "input %s: %s", argv[i], strerror(errno));
 	}
 	ret = fuzz_share_boot(&s, console, &vm, why, sizeof(why));
 	if (ret) {

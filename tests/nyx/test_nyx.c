@@ -218,6 +218,16 @@ static void expect_said(const char *said, const char *what)
 	cr_assert_not_null(strstr(said, what), "expected \"%s\" in: %s", what, said);
 }
 
+/* nyx_new on dir fails, and what it says names both what and why. */
+static void new_dir_says(const char *dir, const char *what, const char *why)
+{
+	char *said = new_dir_fails(dir);
+
+	expect_said(said, what);
+	expect_said(said, why);
+	free(said);
+}
+
 /* ------------------------------------------------------ no VM needed */
 
 /* Every global symbol the file defines, from its .dynsym. */
@@ -289,17 +299,14 @@ Test(nyx, missing_share_directory)
 	char dir[4096];
 
 	snprintf(dir, sizeof(dir), "%s/no-such-share", rw_test_tmpdir("missing"));
-	char *said = new_dir_fails(dir);
-	expect_said(said, dir);
-	expect_said(said, "No such file or directory");
-	free(said);
+	new_dir_says(dir, dir, "No such file or directory");
 	free(new_dir_fails(NULL));
 	/* the other ways in say the same */
 	capture_begin();
 	cr_assert_null(nyx.new_parent(dir, "/w", 0, 4096, true));
 	cr_assert_null(nyx.new_child(dir, "/w", 0, 1));
 	cr_assert_null(nyx.cfg_load(dir));
-	said = capture_end();
+	char *said = capture_end();
 	expect_said(said, dir);
 	free(said);
 }
@@ -311,10 +318,7 @@ Test(nyx, share_directory_that_is_a_file)
 
 	put_str(d, "plain", "x");
 	snprintf(path, sizeof(path), "%s/plain", d);
-	char *said = new_dir_fails(path);
-	expect_said(said, path);
-	expect_said(said, "not a directory");
-	free(said);
+	new_dir_says(path, path, "not a directory");
 }
 
 Test(nyx, missing_config)
@@ -324,10 +328,7 @@ Test(nyx, missing_config)
 
 	put_str(d, "config.ron", "()\n");
 	snprintf(file, sizeof(file), "%s/rewind.json", d);
-	char *said = new_dir_fails(d);
-	expect_said(said, file);
-	expect_said(said, "not a rewind share directory");
-	free(said);
+	new_dir_says(d, file, "not a rewind share directory");
 }
 
 /* A damaged rewind.json in d: nyx_new refuses, naming the file and the fault. */
@@ -337,13 +338,10 @@ static void damaged(const char *d, const char *json, const char *what)
 
 	put_str(d, "rewind.json", json);
 	snprintf(file, sizeof(file), "%s/rewind.json", d);
-	char *said = new_dir_fails(d);
-	expect_said(said, file);
-	expect_said(said, what);
-	free(said);
+	new_dir_says(d, file, what);
 	capture_begin();
 	cr_assert_null(nyx.cfg_load(d));
-	said = capture_end();
+	char *said = capture_end();
 	expect_said(said, file);
 	free(said);
 }
@@ -379,16 +377,10 @@ Test(nyx, missing_or_bad_image)
 
 	snprintf(img, sizeof(img), "%s/guest.elf", d);
 	cr_assert_eq(unlink(img), 0);
-	char *said = new_dir_fails(d);
-	expect_said(said, img);
-	expect_said(said, "No such file or directory");
-	free(said);
+	new_dir_says(d, img, "No such file or directory");
 
 	put_str(d, "guest.elf", "#!/bin/sh\necho not a guest\n");
-	said = new_dir_fails(d);
-	expect_said(said, img);
-	expect_said(said, "not a guest image");
-	free(said);
+	new_dir_says(d, img, "not a guest image");
 }
 
 Test(nyx, configuration_objects)
@@ -658,11 +650,7 @@ Test(nyx_kvm, a_guest_without_coverage_is_refused, .timeout = 120)
 {
 	rw_test_require_kvm();
 	const char *d = share("fuzzme", NULL);
-	char *said = new_dir_fails(d);
-
-	expect_said(said, d);
-	expect_said(said, "no coverage map");
-	free(said);
+	new_dir_says(d, d, "no coverage map");
 }
 
 Test(nyx_kvm, normal_crash_and_fault, .timeout = 120)
