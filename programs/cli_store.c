@@ -130,20 +130,6 @@ static json_t *json_text(const char *s)
 	return j ? j : json_string(esc(s));
 }
 
-static int usage_error(const char *cmd, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static int usage_error(const char *cmd, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	rw_error("%s: %s (see 'rewind %s --help')", cmd, msg, cmd);
-	return EXIT_USAGE;
-}
 
 /* A checkpoint argument: an id, or a label that names one checkpoint. */
 static int parse_id(struct ctx *c, const char *s, uint64_t *id)
@@ -933,7 +919,7 @@ static int cmd_salvage(struct ctx *c)
 	int rc;
 
 	if (!c->to)
-		return usage_error(c->cmd->name, "--to NEWDIR is required");
+		return cli_usage_error(c->cmd->name, "--to NEWDIR is required");
 	if (c->json) {
 		sv.saved = json_array();
 		sv.lost = json_array();
@@ -1044,7 +1030,7 @@ int cli_store_main(const char *name, int argc, char **argv)
 	int opt, ret, rc;
 
 	if (!cmd)
-		return usage_error(name ? name : "?", "unknown command");
+		return cli_usage_error(name ? name : "?", "unknown command");
 	c.cmd = cmd;
 	optind = 0;
 	opterr = 0;
@@ -1058,26 +1044,26 @@ int cli_store_main(const char *name, int argc, char **argv)
 			break;
 		case 'n':
 			if (strcmp(cmd->name, "gc"))
-				return usage_error(name, "--dry-run is only for gc");
+				return cli_usage_error(name, "--dry-run is only for gc");
 			c.dry_run = true;
 			break;
 		case 'd':
 			if (strcmp(cmd->name, "diff"))
-				return usage_error(name, "--disk is only for diff");
+				return cli_usage_error(name, "--disk is only for diff");
 			c.disk = optarg;
 			break;
 		case 't':
 			if (strcmp(cmd->name, "salvage"))
-				return usage_error(name, "--to is only for salvage");
+				return cli_usage_error(name, "--to is only for salvage");
 			c.to = optarg;
 			break;
 		case 'h':
 			cmd_help(cmd, stdout);
 			return 0;
 		case ':':
-			return usage_error(name, "option %s needs a value", argv[optind - 1]);
+			return cli_usage_error(name, "option %s needs a value", argv[optind - 1]);
 		default:
-			return usage_error(name, "unknown option %s", argv[optind - 1]);
+			return cli_usage_error(name, "unknown option %s", argv[optind - 1]);
 		}
 	}
 	for (; optind < argc; optind++) {
@@ -1089,15 +1075,15 @@ int cli_store_main(const char *name, int argc, char **argv)
 	}
 	ret = EXIT_USAGE;
 	if (!c.store_dir) {
-		usage_error(name, "--store DIR is required");
+		cli_usage_error(name, "--store DIR is required");
 		goto out;
 	}
 	if (c.nargs < cmd->min_args) {
-		usage_error(name, "missing argument (%s)", cmd->args);
+		cli_usage_error(name, "missing argument (%s)", cmd->args);
 		goto out;
 	}
 	if (cmd->max_args >= 0 && c.nargs > cmd->max_args) {
-		usage_error(name, "unexpected argument '%s'", c.args[cmd->max_args]);
+		cli_usage_error(name, "unexpected argument '%s'", c.args[cmd->max_args]);
 		goto out;
 	}
 	/* a wrong path is a usage error, found before anything is opened */
