@@ -138,14 +138,6 @@ bool machine_pinned_locked(struct machine *m, uint64_t id)
 	return false;
 }
 
-bool machine_pinned(struct machine *m, uint64_t id)
-{
-	pthread_mutex_lock(&m->lock);
-	bool pinned = machine_pinned_locked(m, id);
-	pthread_mutex_unlock(&m->lock);
-	return pinned;
-}
-
 int machine_pin(struct machine *m, uint64_t id, bool pin)
 {
 	struct store_snap *sn;

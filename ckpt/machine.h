@@ -78,8 +78,6 @@ void machine_set_retention(struct machine *m, unsigned keep);
  * -ENOMEM.
  */
 int machine_pin(struct machine *m, uint64_t id, bool pin) RW_MUST_CHECK;
-/* Is id pinned? */
-bool machine_pinned(struct machine *m, uint64_t id);
 
 /* Snapshot of a machine for `status`. */
 struct machine_status {
