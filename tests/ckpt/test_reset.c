@@ -60,6 +60,8 @@ static void resets_keep_memory(int no_hot, int ring, unsigned iters)
 	struct rewind_stats st;
 	uint64_t root = mem_hash(vm);
 
+	iters = rw_test_iters(iters, 100);
+
 	reset_loop(vm, root, iters);
 	rewind_get_stats(vm, &st);
 	cr_assert_eq(st.resets, iters);
@@ -87,6 +89,8 @@ static void lean_resets(const char *args, unsigned iters, bool expect_lean)
 	struct rewind_vm *vm = make("dirtier", args, 0, 0);
 	struct rewind_stats st;
 	uint64_t root = mem_hash(vm);
+
+	iters = rw_test_iters(iters, 100);
 
 	reset_loop(vm, root, iters);
 	rewind_get_stats(vm, &st);

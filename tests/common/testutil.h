@@ -24,6 +24,28 @@ static inline void rw_test_require_kvm(void)
 	cr_skip_test("/dev/kvm is missing or not accessible: this test needs KVM");
 }
 
+/*
+ * How many times to repeat a loop that checks an invariant over many
+ * iterations: n, or n * REWIND_TEST_SCALE / 100 (at least min) when the
+ * environment sets that percentage. .ci/with-kvm sets it where KVM itself
+ * runs on emulated hardware and every iteration costs a thousand times more;
+ * what each iteration asserts is unchanged.
+ */
+static inline unsigned rw_test_iters(unsigned n, unsigned min)
+{
+	const char *e = getenv("REWIND_TEST_SCALE");
+	unsigned long pct;
+	char *end;
+
+	if (!e || !*e)
+		return n;
+	pct = strtoul(e, &end, 10);
+	if (*end || pct == 0 || pct >= 100)
+		return n;
+	n = (unsigned)((unsigned long)n * pct / 100);
+	return n < min ? min : n;
+}
+
 /* Path of a guest image built by the SDK ("hello" -> .../hello.elf). */
 static inline const char *rw_test_guest(const char *name)
 {
@@ -64,12 +86,20 @@ static inline void rw_test_cleanup(void)
 /*
  * A fresh scratch directory for one test, removed when the test process
  * exits (set REWIND_TEST_KEEP=1 to keep it). The string lives until then.
+ * It is made in the directory the environment's REWIND_TEST_TMP names, else
+ * in the build tree's test-tmp (.ci/run points it at the VM's own /tmp when
+ * the tests run in .ci/with-kvm: the build tree is shared over 9p there,
+ * where a Unix socket cannot be connected to).
  */
 static inline const char *rw_test_tmpdir(const char *tag)
 {
 	cr_assert_lt(rw_test_ndirs, 8, "too many scratch directories in one test");
 	char *d = rw_test_dirs[rw_test_ndirs];
-	snprintf(d, sizeof(rw_test_dirs[0]), "%s/%s-XXXXXX", REWIND_TEST_TMP, tag);
+	const char *root = getenv("REWIND_TEST_TMP");
+
+	if (!root || !*root)
+		root = REWIND_TEST_TMP;
+	snprintf(d, sizeof(rw_test_dirs[0]), "%s/%s-XXXXXX", root, tag);
 	cr_assert_not_null(mkdtemp(d), "mkdtemp %s", d);
 	if (rw_test_ndirs++ == 0)
 		atexit(rw_test_cleanup);
