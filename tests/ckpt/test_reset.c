@@ -90,7 +90,7 @@ static void lean_resets(const char *args, unsigned iters, bool expect_lean)
 	struct rewind_stats st;
 	uint64_t root = mem_hash(vm);
 
-	iters = rw_test_iters(iters, 100);
+	iters = rw_test_iters(iters, 30);
 
 	reset_loop(vm, root, iters);
 	rewind_get_stats(vm, &st);
