@@ -74,6 +74,8 @@ struct rewind_vm {
 	bool pit_idle;            /* the root's PIT runs no timer */
 	struct vcpu_exit_counts counts; /* when the vCPU last held the root state */
 	bool counts_valid;
+	bool kicked;              /* the last run was forced out (timeout): the
+				     vCPU may be halted, not at an exit */
 	uint64_t hc_exits;        /* hypercall exits handled here */
 	uint64_t hc_at_load, irqs_at_load; /* hc_exits, vm->irq_line_calls then */
 
@@ -545,8 +547,13 @@ int rewind_reset(struct rewind_vm *h)
 	h->restored_last = n;
 	h->restored_total += n;
 
-	/* the vCPU stopped at an exit, so it is runnable */
-	unsigned flags = VCPU_LOAD_RUNNABLE | VCPU_LOAD_SYNC;
+	/*
+	 * The vCPU stopped at an exit, so it is runnable, unless a timeout
+	 * forced it out: a kick out of hlt leaves it halted (KVM_MP_STATE_HALTED
+	 * on a VMX or SVM host), and the next run would sleep again. Then its
+	 * MP state is loaded too.
+	 */
+	unsigned flags = (h->kicked ? 0 : VCPU_LOAD_RUNNABLE) | VCPU_LOAD_SYNC;
 	struct vcpu_exit_counts now;
 	bool have_now = vcpu_exit_counts(h->vcpu, &now) == 0;
 	uint64_t irqs = __atomic_load_n(&vm->irq_line_calls, __ATOMIC_RELAXED);
@@ -589,6 +596,7 @@ int rewind_run(struct rewind_vm *h, struct rewind_event *ev)
 	ret = vcpu_run_here(h->vcpu);
 	bool timed_out = watch_end(h);
 	h->io_pending = true;
+	h->kicked = ret == -ECANCELED;
 	if (ret == -ECANCELED && timed_out) {
 		ev->kind = REWIND_EV_TIMEOUT;
 		ev->vector = REWIND_NO_VECTOR;
