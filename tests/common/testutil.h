@@ -28,7 +28,7 @@ static inline void rw_test_require_kvm(void)
  * How many times to repeat a loop that checks an invariant over many
  * iterations: n, or n * REWIND_TEST_SCALE / 100 (at least min) when the
  * environment sets that percentage. .ci/with-kvm sets it where KVM itself
- * runs on emulated hardware and every iteration costs a thousand times more;
+ * runs on emulated hardware and every iteration costs far more;
  * what each iteration asserts is unchanged.
  */
 static inline unsigned rw_test_iters(unsigned n, unsigned min)
