@@ -211,6 +211,8 @@ static void set_sort(struct block_set *s)
 {
 	uint64_t u = 0;
 
+	if (!s->n)
+		return;
 	qsort(s->p, s->n, sizeof(s->p[0]), cmp_u64);
 	for (uint64_t i = 0; i < s->n; i++)
 		if (u == 0 || s->p[i] != s->p[u - 1])
@@ -220,7 +222,7 @@ static void set_sort(struct block_set *s)
 
 static bool set_has(const struct block_set *s, uint64_t x)
 {
-	return s->all || bsearch(&x, s->p, s->n, sizeof(x), cmp_u64) != NULL;
+	return s->all || (s->n && bsearch(&x, s->p, s->n, sizeof(x), cmp_u64) != NULL);
 }
 
 /* The runs of blocks a device holds, to compare before and after a load. */
@@ -281,7 +283,7 @@ static int restore_content(struct store_snap *sn, struct device *d, const struct
 
 	if (!buf)
 		return -ENOMEM;
-	if (changed && !changed->all)
+	if (changed && !changed->all && changed->n)
 		qsort(changed->p, changed->n, sizeof(changed->p[0]), cmp_u64);
 	while (!ret && ops->held_next(d, from, &start, &count)) {
 		for (uint64_t b = start; !ret && b < start + count; b++) {

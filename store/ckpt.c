@@ -653,7 +653,7 @@ static void prepare_map(struct bmap *m)
 {
 	size_t w = 0;
 
-	if (!m->sorted)
+	if (!m->sorted && m->n)
 		qsort(m->pg, m->n, sizeof(*m->pg), spage_cmp);
 	m->sorted = true;
 	for (size_t r = 0; r < m->n; r++) {

@@ -524,7 +524,8 @@ int store_salvage(const char *from, const char *to,
 	for (size_t i = 0; i < sv.nrecs; i++)
 		if (sv.recs[i] > max_id)
 			max_id = sv.recs[i];
-	qsort(bad, nbad, sizeof(*bad), u64_cmp);
+	if (nbad)
+		qsort(bad, nbad, sizeof(*bad), u64_cmp);
 	struct drop d = { bad, nbad };
 	rc = store_write_txn(sv.dst, drop_txn, &d);
 	if (!rc) {
