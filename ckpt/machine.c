@@ -145,13 +145,20 @@ int machine_pin(struct machine *m, uint64_t id, bool pin)
 
 	if (!m->store)
 		return -ENOSYS;
+	/*
+	 * Under the lock, so that retention (retain() in persist.c) either
+	 * sees the pin before it picks a victim, or has picked this one
+	 * (retiring) or deleted it already, and the pin is refused.
+	 */
+	pthread_mutex_lock(&m->lock);
 	if (pin) {
-		ret = store_snap_open(m->store, id, &sn); /* it exists */
-		if (ret)
+		ret = id == m->retiring ? RW_ENOTFOUND : store_snap_open(m->store, id, &sn);
+		if (ret) {
+			pthread_mutex_unlock(&m->lock);
 			return ret;
+		}
 		store_snap_close(sn);
 	}
-	pthread_mutex_lock(&m->lock);
 	bool has = machine_pinned_locked(m, id);
 	if (pin && !has) {
 		uint64_t *p = realloc(m->pins, (m->npins + 1) * sizeof(*p));

@@ -105,6 +105,8 @@ struct machine {
 	uint64_t deleted;
 	uint64_t *pins;            /* pinned ids, unordered */
 	unsigned npins;
+	uint64_t retiring;         /* the id retention is deleting now (0: none);
+				      a pin of it is refused as not found */
 
 	struct copier copier;
 

@@ -143,15 +143,20 @@ static void retain(struct machine *m, uint64_t id)
 			if (at < m->nown - keep)
 				victim = m->own[at];
 		}
+		m->retiring = victim;
 		pthread_mutex_unlock(&m->lock);
 		if (!victim)
 			return;
 		int ret = store_delete(m->store, victim, NULL);
 		if (ret && ret != RW_ENOTFOUND) {
 			rw_warn("retention: deleting checkpoint %" PRIu64 ": %s", victim, rw_strerror(ret));
+			pthread_mutex_lock(&m->lock);
+			m->retiring = 0;
+			pthread_mutex_unlock(&m->lock);
 			return;
 		}
 		pthread_mutex_lock(&m->lock);
+		m->retiring = 0;
 		memmove(&m->own[at], &m->own[at + 1], (m->nown - at - 1) * sizeof(m->own[0]));
 		m->nown--;
 		if (ret == 0)
