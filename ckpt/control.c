@@ -654,6 +654,28 @@ static void client_read(struct control *c, struct client *cl)
 	client_process(c, cl);
 }
 
+static void reap_clients(struct control *c);
+
+/*
+ * At the client limit: drop the clients whose peer has hung up and that
+ * have nothing left to handle or send, which the loop would otherwise only
+ * notice after this accept (a client that closes and reconnects at once
+ * must not be refused for its own old connection).
+ */
+static void reap_hung_up(struct control *c)
+{
+	for (unsigned i = 0; i < c->ncl; i++) {
+		struct client *cl = c->cl[i];
+		struct pollfd p = { .fd = cl->fd, .events = POLLRDHUP };
+
+		if (cl->dead || cl->in_len || cl->out_off != cl->out_len)
+			continue;
+		if (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+			cl->dead = true;
+	}
+	reap_clients(c);
+}
+
 static void accept_clients(struct control *c)
 {
 	for (;;) {
@@ -667,6 +689,8 @@ static void accept_clients(struct control *c)
 				rw_warn("control: accept on %s: %s", c->path, strerror(errno));
 			return;
 		}
+		if (c->ncl >= CONTROL_MAX_CLIENTS)
+			reap_hung_up(c);
 		if (c->ncl >= CONTROL_MAX_CLIENTS) {
 			static const char busy[] = "{\"ok\":false,\"error\":\"RW_ELIMIT\","
 						   "\"message\":\"too many control clients\"}\n";
