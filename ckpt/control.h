@@ -9,6 +9,8 @@
  *
  *   {"cmd":"checkpoint"}                 {"cmd":"checkpoint","label":"x"}
  *   {"cmd":"rollback","id":N}            N a positive integer
+ *   {"cmd":"rollback","label":"x"}       the one checkpoint labelled x
+ *   {"cmd":"pin","id":N}   {"cmd":"unpin","id":N}   (or "label":"x")
  *   {"cmd":"pause"}   {"cmd":"resume"}   {"cmd":"status"}   {"cmd":"quit"}
  *
  * Replies:
@@ -22,13 +24,15 @@
  *               pause_us (integer), persist_ms (number); the reply comes
  *               once the checkpoint is committed
  *   rollback    id
+ *   pin, unpin  id, pinned (true|false); a pinned checkpoint survives
+ *               retention (--keep)
  *   pause       paused: true          resume  paused: false
  *   status      running, paused, state ("running"|"paused"|"stopped"),
  *               ncpus, mem_size, dirty_log ("ring"|"bitmap"), store_dir
  *               (null without a store), store_bytes, checkpoints, last_id,
- *               head_id (null when none), last (the last checkpoint's report
- *               as in the checkpoint reply, plus "error" when it failed;
- *               null before the first), then any fields added by the
+ *               head_id (null when none), pinned (a count), last (the
+ *               last checkpoint's report as in the checkpoint reply, plus
+ *               "error" when it failed; null before the first), then any fields added by the
  *               status hook (control_set_status_extra)
  *   quit        nothing; the reply is written before the VM is asked to stop
  *

@@ -16,8 +16,8 @@
 #include "control.h"
 #include "fuzz_common.h"
 
-static const char *const cmds[] = { "checkpoint", "rollback", "pause", "resume", "status",
-				    "quit" };
+static const char *const cmds[] = { "checkpoint", "rollback", "pin",  "unpin",
+				    "pause",	  "resume",   "status", "quit" };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
