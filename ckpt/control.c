@@ -569,20 +569,7 @@ static void client_process(struct control *c, struct client *cl)
 		char *nl = memchr(cl->in + done, '\n', cl->in_len - done);
 		size_t len;
 
-		if (!nl) {
-			if (cl->in_len - done > CONTROL_LINE_MAX) {
-				char msg[128];
-
-				snprintf(msg, sizeof(msg),
-					 "request line longer than %d bytes; closing the connection",
-					 CONTROL_LINE_MAX);
-				send_error(cl, RW_ELIMIT, msg);
-				cl->closing = cl->eof = true;
-				done = cl->in_len;
-			}
-			break;
-		}
-		len = (size_t)(nl - (cl->in + done));
+		len = nl ? (size_t)(nl - (cl->in + done)) : cl->in_len - done;
 		if (len > CONTROL_LINE_MAX) {
 			char msg[128];
 
@@ -594,6 +581,8 @@ static void client_process(struct control *c, struct client *cl)
 			done = cl->in_len;
 			break;
 		}
+		if (!nl)
+			break;
 		answer_line(c, cl, cl->in + done, len);
 		done += len + 1;
 	}

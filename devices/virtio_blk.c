@@ -164,30 +164,6 @@ static void blk_event(void *opaque, int fd, uint32_t events)
 
 /* --------------------------------------------------------------- requests */
 
-/* Copy len bytes at offset skip of the chain's readable (or writable) side. */
-static void chain_copy(const struct vq_chain *c, bool write, uint64_t skip, void *buf,
-		       uint64_t len)
-{
-	uint8_t *p = buf;
-
-	for (unsigned i = 0; i < c->nsegs && len; i++) {
-		const struct vq_seg *s = &c->segs[i];
-		uint64_t k;
-
-		if (s->write != write)
-			continue;
-		if (skip >= s->len) {
-			skip -= s->len;
-			continue;
-		}
-		k = MIN((uint64_t)s->len - skip, len);
-		memcpy(p, (uint8_t *)s->hva + skip, k);
-		p += k;
-		len -= k;
-		skip = 0;
-	}
-}
-
 /* Map [skip, skip+len) of one side of the chain to b->iov / b->gpa. */
 static unsigned chain_iov(struct virtio_blk *b, const struct vq_chain *c, bool write,
 			  uint64_t skip, uint64_t len)
@@ -213,6 +189,19 @@ static unsigned chain_iov(struct virtio_blk *b, const struct vq_chain *c, bool w
 		skip = 0;
 	}
 	return n;
+}
+
+/* Copy len bytes at offset skip of the chain's readable (or writable) side. */
+static void chain_copy(struct virtio_blk *b, const struct vq_chain *c, bool write,
+		       uint64_t skip, void *buf, uint64_t len)
+{
+	unsigned n = chain_iov(b, c, write, skip, len);
+	uint8_t *p = buf;
+
+	for (unsigned i = 0; i < n; i++) {
+		memcpy(p, b->iov[i].iov_base, b->iov[i].iov_len);
+		p += b->iov[i].iov_len;
+	}
 }
 
 /*
@@ -259,7 +248,7 @@ static void handle_chain(struct virtio_blk *b, const struct vq_chain *c)
 	if (why)
 		goto fail;
 
-	chain_copy(c, false, 0, hdr, sizeof(hdr));
+	chain_copy(b, c, false, 0, hdr, sizeof(hdr));
 	type = get_le32(hdr);
 	sector = get_le64(hdr + 8);
 

@@ -377,8 +377,9 @@ static int add_one(struct store_ckpt *c, struct bmap *m, uint64_t idx,
 	return 0;
 }
 
-int store_ckpt_add_pages(struct store_ckpt *c, const char *disk,
-			 const uint64_t *idx, const void *data, size_t n)
+/* Pages idx[0..n) of data, or first..first+n when idx is NULL. */
+static int add_pages(struct store_ckpt *c, const char *disk, const uint64_t *idx, uint64_t first,
+		     const void *data, size_t n)
 {
 	struct bmap *m;
 	const uint8_t *p = data;
@@ -389,30 +390,23 @@ int store_ckpt_add_pages(struct store_ckpt *c, const char *disk,
 	if (!m)
 		return poison(c, RW_ENOTFOUND);
 	for (size_t i = 0; i < n; i++) {
-		int rc = add_one(c, m, idx[i], p + i * STORE_PAGE_SIZE);
+		int rc = add_one(c, m, idx ? idx[i] : first + i, p + i * STORE_PAGE_SIZE);
 		if (rc)
 			return poison(c, rc);
 	}
 	return 0;
 }
 
+int store_ckpt_add_pages(struct store_ckpt *c, const char *disk,
+			 const uint64_t *idx, const void *data, size_t n)
+{
+	return add_pages(c, disk, idx, 0, data, n);
+}
+
 int store_ckpt_add_range(struct store_ckpt *c, const char *disk, uint64_t first,
 			 const void *data, size_t n)
 {
-	struct bmap *m;
-	const uint8_t *p = data;
-
-	if (c->err)
-		return RW_EPOISONED;
-	m = find_map(c, disk);
-	if (!m)
-		return poison(c, RW_ENOTFOUND);
-	for (size_t i = 0; i < n; i++) {
-		int rc = add_one(c, m, first + i, p + i * STORE_PAGE_SIZE);
-		if (rc)
-			return poison(c, rc);
-	}
-	return 0;
+	return add_pages(c, disk, NULL, first, data, n);
 }
 
 int store_ckpt_put_record(struct store_ckpt *c, const char *name,

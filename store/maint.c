@@ -103,7 +103,6 @@ static bool record_orphan(void *arg, const MDB_val *k)
 	return !id_known(set->ids, set->n, k->mv_size >= 8 ? get_be64(k->mv_data) : 0);
 }
 
-
 static int del_records(struct store *s, MDB_txn *txn, uint64_t id)
 {
 	MDB_cursor *cur;
@@ -1045,37 +1044,21 @@ static int gc_txn(struct store *s, MDB_txn *txn, void *arg)
 		struct store_hash key = { 0 };
 		struct chunk_head h;
 		struct hent *e;
+		bool drop = false;
 
 		memcpy(key.b, k.mv_data, k.mv_size < 16 ? k.mv_size : 16);
 		e = k.mv_size == 16 ? hmap_get(&live, &key) : NULL;
 		if (head_decode(&v, &h)) {
-			rc = e ? RW_ECORRUPT : 0; /* a damaged live chunk: verify's job */
-			if (!rc) {
-				g->st.chunks_freed++;
-				if (!g->dry_run) {
-					mrc = mdb_cursor_del(cur, 0);
-					if (mrc)
-						break;
-					rc = body_del_all(s, txn, &key);
-					if (rc)
-						break;
-					mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
-					continue;
-				}
+			if (e) {
+				rc = RW_ECORRUPT; /* a damaged live chunk: verify's job */
+				break;
 			}
+			g->st.chunks_freed++;
+			drop = true;
 		} else if (!e) {
 			g->st.chunks_freed++;
 			g->st.bytes_freed += h.len;
-			if (!g->dry_run) {
-				mrc = mdb_cursor_del(cur, 0);
-				if (mrc)
-					break;
-				rc = body_del_all(s, txn, &key);
-				if (rc)
-					break;
-				mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
-				continue;
-			}
+			drop = true;
 		} else if (h.refs != e->val) {
 			g->st.refs_fixed++;
 			if (!g->dry_run) {
@@ -1088,6 +1071,17 @@ static int gc_txn(struct store *s, MDB_txn *txn, void *arg)
 				if (mrc)
 					break;
 			}
+		}
+		if (drop && !g->dry_run) {
+			/* the cursor moves on to the next head by itself */
+			mrc = mdb_cursor_del(cur, 0);
+			if (mrc)
+				break;
+			rc = body_del_all(s, txn, &key);
+			if (rc)
+				break;
+			mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+			continue;
 		}
 		mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}
