@@ -159,6 +159,15 @@ void cli_bar_cb(void *arg, uint64_t done, uint64_t total)
 	fflush(stderr);
 }
 
+void cli_bar_clear(struct cli_bar *b)
+{
+	if (b->on && b->last >= 0) {
+		fputs("\r\033[K", stderr);
+		fflush(stderr);
+	}
+	b->last = -1;
+}
+
 void cli_bar_end(struct cli_bar *b)
 {
 	if (b->on && b->last >= 0)

@@ -56,6 +56,8 @@ struct cli_bar {
 void cli_bar_cb(void *arg, uint64_t done, uint64_t total);
 /* Finish the bar's line. */
 void cli_bar_end(struct cli_bar *b);
+/* Erase the bar so that a line can be printed; the next update redraws it. */
+void cli_bar_clear(struct cli_bar *b);
 
 /* Was path missing (so a store created there is the command's own)? */
 bool cli_path_missing(const char *path);

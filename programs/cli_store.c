@@ -881,6 +881,7 @@ static int cmd_stats(struct ctx *c)
 
 struct sv_state {
 	json_t *saved, *lost, *damage;
+	struct cli_bar bar;
 };
 
 static int salvage_cb(void *arg, const struct store_salvage_item *it)
@@ -889,6 +890,7 @@ static int salvage_cb(void *arg, const struct store_salvage_item *it)
 	json_t *o;
 
 	if (!sv->saved) {
+		cli_bar_clear(&sv->bar);
 		if (it->kind == STORE_SALVAGE_DAMAGE)
 			printf("damage: %s\n", esc(it->why));
 		else if (it->kind == STORE_SALVAGE_SAVED)
@@ -914,7 +916,7 @@ static int salvage_cb(void *arg, const struct store_salvage_item *it)
 
 static int cmd_salvage(struct ctx *c)
 {
-	struct sv_state sv = { 0 };
+	struct sv_state sv = { .bar = CLI_BAR("salvage", !c->json) };
 	struct store_salvage_stats st;
 	int rc;
 
@@ -925,7 +927,8 @@ static int cmd_salvage(struct ctx *c)
 		sv.lost = json_array();
 		sv.damage = json_array();
 	}
-	rc = store_salvage(c->store_dir, c->to, salvage_cb, &sv, &st);
+	rc = store_salvage(c->store_dir, c->to, salvage_cb, &sv, cli_bar_cb, &sv.bar, &st);
+	cli_bar_end(&sv.bar);
 	if (rc) {
 		json_decref(sv.saved);
 		json_decref(sv.lost);

@@ -367,6 +367,7 @@ struct gwalk {
 	enum guard_db_id db;
 	const struct guard_db *rec;
 	uint64_t nbranch, nleaf, nover, nentries;
+	uint64_t nclaimed;        /* pages claimed so far, all databases */
 	bool skipped;             /* a subtree was skipped (visit) */
 	struct guard_db sub[GDB_NAMED];
 	bool has_sub[GDB_NAMED];
@@ -455,6 +456,10 @@ static int claim(struct gwalk *w, uint64_t from, uint64_t pgno, uint64_t n,
 		if (seen_test_set(w, pgno + i))
 			return damage(w, from, "%s page %llu is used twice", what,
 				      (unsigned long long)(pgno + i));
+	if (w->visit && w->visit->progress &&
+	    (w->nclaimed >> 12) != ((w->nclaimed + n) >> 12))
+		w->visit->progress(w->visit->arg, w->nclaimed + n, w->fpages);
+	w->nclaimed += n;
 	return 0;
 }
 

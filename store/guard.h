@@ -103,6 +103,8 @@ struct guard_visit {
 	int (*damage)(void *arg, enum guard_db_id db, uint64_t pgno, const char *why,
 		      const void *lo, size_t lol, const void *hi, size_t hil);
 	void *arg;
+	/* May be NULL: pages read so far of the file's total, now and then. */
+	void (*progress)(void *arg, uint64_t done, uint64_t total);
 };
 
 /*

@@ -44,6 +44,8 @@ struct salvage {
 	struct store *dst;
 	int (*fn)(void *arg, const struct store_salvage_item *it);
 	void *arg;
+	store_progress_fn progress;
+	void *parg;
 	struct store_salvage_stats st;
 	struct sv_ent *ents;
 	size_t nents, capents, bytes;
@@ -430,13 +432,34 @@ static int target_ok(const char *to)
 	return n ? -EEXIST : 0;
 }
 
+/*
+ * Progress in thousandths: reading the file is the first 400, checking the
+ * checkpoints the next 400, collecting and verifying the new store the rest.
+ */
+#define SV_READ_END 400u
+#define SV_CHECK_END 800u
+#define SV_ALL 1000u
+
+static void sv_progress(struct salvage *sv, uint64_t at)
+{
+	if (sv->progress)
+		sv->progress(sv->parg, at, SV_ALL);
+}
+
+static void walk_progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct salvage *sv = arg;
+
+	sv_progress(sv, total ? (done < total ? done : total) * SV_READ_END / total : 0);
+}
+
 int store_salvage(const char *from, const char *to,
 		  int (*fn)(void *arg, const struct store_salvage_item *it), void *arg,
-		  struct store_salvage_stats *stats)
+		  store_progress_fn progress, void *parg, struct store_salvage_stats *stats)
 {
-	struct salvage sv = { .fn = fn, .arg = arg };
+	struct salvage sv = { .fn = fn, .arg = arg, .progress = progress, .parg = parg };
 	struct store_open_opts so = { .flags = STORE_OPEN_CREATE };
-	struct guard_visit visit = { on_entry, on_damage, &sv };
+	struct guard_visit visit = { on_entry, on_damage, &sv, walk_progress };
 	struct guard_file f;
 	char why[GUARD_WHY_MAX], label[STORE_LABEL_MAX + 1];
 	uint64_t *bad = NULL, max_id = 0;
@@ -505,6 +528,7 @@ int store_salvage(const char *from, const char *to,
 
 		if (id > max_id)
 			max_id = id;
+		sv_progress(&sv, SV_READ_END + i * (SV_CHECK_END - SV_READ_END) / sv.nckpts);
 		rc = check_ckpt(&sv, id, label, sizeof(label), why, sizeof(why));
 		if (rc)
 			goto out;
@@ -527,6 +551,7 @@ int store_salvage(const char *from, const char *to,
 	if (nbad)
 		qsort(bad, nbad, sizeof(*bad), u64_cmp);
 	struct drop d = { bad, nbad };
+	sv_progress(&sv, SV_CHECK_END);
 	rc = store_write_txn(sv.dst, drop_txn, &d);
 	if (!rc) {
 		uint64_t next = sv.next_id > max_id ? sv.next_id : max_id + 1;
@@ -548,6 +573,8 @@ int store_salvage(const char *from, const char *to,
 		}
 		sv.st.chunks = vs.chunks;
 	}
+	if (!rc)
+		sv_progress(&sv, SV_ALL);
 out:
 	store_close(sv.dst);
 out_file:

@@ -693,7 +693,9 @@ struct store_salvage_stats {
  * and for records in the base record format their own header and
  * checksum). Saved checkpoints keep their ids, parents, times and labels;
  * the new store passes store_verify(). fn (may be NULL) is told about every
- * damaged part and every checkpoint, saved or not, in id order.
+ * damaged part and every checkpoint, saved or not, in id order. progress
+ * (may be NULL) is called now and then with done out of total, a share of
+ * the whole salvage.
  * @return 0 (whatever was lost; see stats), or
  *   RW_ENOTSTORE  no data file in from
  *   RW_ECORRUPT   both meta pages damaged (nothing to start from)
@@ -702,7 +704,8 @@ struct store_salvage_stats {
  *   the callback's non-zero value, errnos of the file system
  */
 int store_salvage(const char *from, const char *to,
-		  int (*fn)(void *arg, const struct store_salvage_item *it),
-		  void *arg, struct store_salvage_stats *stats) RW_MUST_CHECK;
+		  int (*fn)(void *arg, const struct store_salvage_item *it), void *arg,
+		  store_progress_fn progress, void *parg,
+		  struct store_salvage_stats *stats) RW_MUST_CHECK;
 
 #endif

@@ -17,6 +17,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -439,8 +440,27 @@ static int sv_cb(void *arg, const struct store_salvage_item *it)
 	return 0;
 }
 
+struct progress_seen {
+	uint64_t calls, last, total;
+	bool backwards, past_total;
+};
+
+static void progress_cb(void *arg, uint64_t done, uint64_t total)
+{
+	struct progress_seen *p = arg;
+
+	if (done < p->last)
+		p->backwards = true;
+	if (done > total)
+		p->past_total = true;
+	p->calls++;
+	p->last = done;
+	p->total = total;
+}
+
 Test(store_damage, salvage_saves_the_intact_checkpoints, .timeout = 60)
 {
+	struct progress_seen pr = { 0 };
 	struct store_salvage_stats st;
 	struct sv_seen sv = { .nsaved = 0 };
 	struct store *s;
@@ -454,9 +474,14 @@ Test(store_damage, salvage_saves_the_intact_checkpoints, .timeout = 60)
 	cr_assert(asprintf(&file, "%s/data.mdb", good) > 0);
 	cr_assert_eq(flip_in_file(file, page + 64, 64), 0);
 	cr_assert(asprintf(&to, "%s/saved", tmp) > 0);
-	rc = store_salvage(good, to, sv_cb, &sv, &st);
+	rc = store_salvage(good, to, sv_cb, &sv, progress_cb, &pr, &st);
 	cr_assert_eq(rc, 0, "salvage: %s (%s)", rw_strerror(rc),
 		     store_error_detail() ? store_error_detail() : "");
+	/* one report per checkpoint at least, never backwards, ending at the total */
+	cr_assert_geq(pr.calls, (uint64_t)NCKPT);
+	cr_assert(!pr.backwards && !pr.past_total);
+	cr_assert(pr.total > 0 && pr.last == pr.total, "progress ended at %" PRIu64 " of %" PRIu64,
+		  pr.last, pr.total);
 	cr_assert_eq(sv.nlost, 1);
 	cr_assert_eq(sv.lost[0], NCKPT + 1);
 	cr_assert(strstr(sv.lost_why, "does not match its hash"), "%s", sv.lost_why);
@@ -505,7 +530,7 @@ Test(store_damage, salvage_of_a_damaged_tree, .timeout = 60)
 	cr_assert_eq(store_open(good, NULL, &s), RW_ECORRUPT);
 	cr_assert(strstr(store_error_detail(), "damaged"), "%s", store_error_detail());
 	cr_assert(asprintf(&to, "%s/saved", tmp) > 0);
-	rc = store_salvage(good, to, sv_cb, &sv, &st);
+	rc = store_salvage(good, to, sv_cb, &sv, NULL, NULL, &st);
 	cr_assert_eq(rc, 0, "salvage: %s", rw_strerror(rc));
 	cr_assert_geq(st.damaged, 1);
 	cr_assert_eq(st.saved + st.lost, (uint64_t)sv.nsaved + (uint64_t)sv.nlost);
