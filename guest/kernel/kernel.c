@@ -129,10 +129,31 @@ static inline void unlock(uint32_t *l)
 	__atomic_store_n(l, 0, __ATOMIC_RELEASE);
 }
 
-/* Wait for an interrupt with IF set only while halted. */
+/*
+ * Wait for an interrupt with IF set only while halted. The STI shadow keeps
+ * an interrupt from arriving between sti and hlt; a hypervisor that loses
+ * the shadow across an exit (nested SVM under an emulator does) delivers it
+ * there, and the hlt after it then waits for an interrupt that may never
+ * come. rw_k_trap() returns from an interrupt taken at wait_hlt past the
+ * hlt, so the wait ends either way.
+ */
+void rw_k_wait_irq(void);
+extern const char rw_k_wait_hlt[];
+__asm__(".pushsection .text\n"
+	".globl rw_k_wait_irq\n"
+	".type rw_k_wait_irq, @function\n"
+	"rw_k_wait_irq:\n"
+	"\tsti\n"
+	"rw_k_wait_hlt:\n"
+	"\thlt\n"
+	"\tcli\n"
+	"\tret\n"
+	".size rw_k_wait_irq, .-rw_k_wait_irq\n"
+	".popsection");
+
 static inline void wait_irq(void)
 {
-	__asm__ volatile("sti; hlt; cli" ::: "memory");
+	rw_k_wait_irq();
 }
 
 static __attribute__((noreturn)) void park(void)
@@ -396,6 +417,8 @@ static __attribute__((noreturn)) void crash(struct rw_k_frame *f)
 
 void rw_k_trap(struct rw_k_frame *f)
 {
+	if (f->rip == (uintptr_t)rw_k_wait_hlt)
+		f->rip++; /* taken in the STI shadow: do not halt after it */
 	switch (f->vector) {
 	case RW_VEC_SYSCALL:
 		f->rax = sys_dispatch(f);

@@ -25,6 +25,7 @@ static struct rewind_vm *make(const char *guest, const char *args, int no_hot, i
 	c.mem_size = 16 << 20;
 	c.no_hot_set = no_hot;
 	c.dirty_ring = ring;
+	c.timeout_us = 60 * 1000000; /* a guest that hangs fails the test, with its iteration */
 	cr_assert_eq(rewind_create(&c, &vm), 0);
 	cr_assert_eq(rewind_run(vm, &ev), 0);
 	cr_assert_eq(ev.kind, REWIND_EV_SNAPSHOT, "first event %d: %s", ev.kind, ev.message);
