@@ -28,6 +28,7 @@
 #include <xxhash.h>
 
 #include "device.h"
+#include "disk_identity.h"
 #include "log.h"
 #include "util.h"
 
@@ -47,6 +48,8 @@ struct disk {
 	bool ro;
 	enum disk_engine engine;   /* in use */
 	uint8_t hash[DISK_HASH_BYTES];
+	uint8_t hash_v1[DISK_HASH_BYTES]; /* disk_identity_v1(), once asked for */
+	bool have_hash_v1;
 	uint64_t *present;
 	uint64_t *dirty[DISK_NR_EPOCHS];
 	uint8_t *block;            /* DISK_BLOCK_SIZE scratch for read-modify-write */
@@ -257,66 +260,6 @@ static int backing_size(int fd, const char *path, uint64_t *size)
 	return -EINVAL;
 }
 
-/* XXH3-128 of the first and last MiB and the size (little-endian). */
-/*
- * The identity of the backing file: XXH3-128 over its content and its size.
- * Up to DISK_IDENTITY_FULL bytes the whole file is hashed (a read through
- * the page cache: tens of milliseconds), so any change to the file is seen.
- * A larger file is hashed by samples: its first and last MiB and
- * DISK_IDENTITY_SAMPLES evenly spaced 4 KiB blocks, which catches a
- * different image or a rewritten region, not a single changed byte.
- */
-#define DISK_IDENTITY_FULL (256ULL << 20)
-#define DISK_IDENTITY_SAMPLES 1024
-
-static int hash_range(int fd, XXH3_state_t *s, uint8_t *buf, uint64_t off, uint64_t len)
-{
-	while (len) {
-		uint64_t n = MIN(len, (uint64_t)DISK_IDENTITY_SAMPLE);
-		int ret = rw_pread_all(fd, buf, n, off);
-		if (ret)
-			return ret;
-		XXH3_128bits_update(s, buf, n);
-		off += n;
-		len -= n;
-	}
-	return 0;
-}
-
-static int compute_identity(struct disk *d)
-{
-	uint8_t le[8];
-	XXH3_state_t *s = XXH3_createState();
-	XXH128_canonical_t c;
-	uint8_t *buf = malloc(DISK_IDENTITY_SAMPLE);
-	int ret = -ENOMEM;
-
-	if (!s || !buf)
-		goto out;
-	XXH3_128bits_reset(s);
-	if (d->size <= DISK_IDENTITY_FULL) {
-		ret = hash_range(d->fd, s, buf, 0, d->size);
-	} else {
-		uint64_t edge = DISK_IDENTITY_SAMPLE, step = (d->size - 2 * edge) / DISK_IDENTITY_SAMPLES;
-		ret = hash_range(d->fd, s, buf, 0, edge);
-		for (unsigned i = 0; !ret && i < DISK_IDENTITY_SAMPLES; i++)
-			ret = hash_range(d->fd, s, buf, ALIGN_DOWN(edge + i * step, 4096ULL), 4096);
-		if (!ret)
-			ret = hash_range(d->fd, s, buf, d->size - edge, edge);
-	}
-	if (ret)
-		goto out;
-	for (int i = 0; i < 8; i++)
-		le[i] = (uint8_t)(d->size >> (8 * i));
-	XXH3_128bits_update(s, le, sizeof(le));
-	XXH128_canonicalFromHash(&c, XXH3_128bits_digest(s));
-	memcpy(d->hash, c.digest, DISK_HASH_BYTES);
-	ret = 0;
-out:
-	free(buf);
-	XXH3_freeState(s);
-	return ret;
-}
 
 static int open_overlay(const char *name)
 {
@@ -452,7 +395,7 @@ int disk_open(const struct vm_disk_config *cfg, const char *name, struct disk **
 	d->block = malloc(DISK_BLOCK_SIZE);
 	if (!d->present || !d->dirty[0] || !d->dirty[1] || !d->block)
 		goto fail;
-	ret = compute_identity(d);
+	ret = disk_identity_compute(d->fd, cfg->path, d->size, d->hash);
 	if (ret) {
 		rw_error("%s: reading disk '%s': %s", name, cfg->path, rw_strerror(ret));
 		goto fail;
@@ -532,6 +475,23 @@ void disk_identity(const struct disk *d, uint64_t *size, uint8_t hash[DISK_HASH_
 {
 	*size = d->size;
 	memcpy(hash, d->hash, DISK_HASH_BYTES);
+}
+
+int disk_identity_v1(struct disk *d, uint8_t hash[DISK_HASH_BYTES])
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&d->lock);
+	if (!d->have_hash_v1 && d->size <= DISK_IDENTITY_CACHE_MIN)
+		memcpy(d->hash_v1, d->hash, DISK_HASH_BYTES); /* the same hash */
+	else if (!d->have_hash_v1)
+		ret = disk_identity_sampled(d->fd, d->size, d->hash_v1);
+	if (!ret) {
+		d->have_hash_v1 = true;
+		memcpy(hash, d->hash_v1, DISK_HASH_BYTES);
+	}
+	pthread_mutex_unlock(&d->lock);
+	return ret;
 }
 
 /* ------------------------------------------------------------------- views */

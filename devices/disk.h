@@ -68,8 +68,6 @@
 #define DISK_BLOCK_SHIFT 12
 #define DISK_SECTOR_SIZE 512u
 #define DISK_HASH_BYTES 16u
-/* Bytes hashed at each end of the disk for its identity. */
-#define DISK_IDENTITY_SAMPLE (1u << 20)
 
 enum disk_epoch { DISK_EPOCH_CKPT = 0, DISK_EPOCH_RESET = 1, DISK_NR_EPOCHS = 2 };
 
@@ -125,7 +123,16 @@ uint64_t disk_size(const struct disk *d);         /* bytes, multiple of 512 */
 uint64_t disk_nblocks(const struct disk *d);
 bool disk_readonly(const struct disk *d);
 enum disk_engine disk_engine_used(const struct disk *d);
+/*
+ * The backing file's size and identity: XXH3-128 of all its bytes, then
+ * its size (devices/disk_identity.h says how a large file's is cached).
+ */
 void disk_identity(const struct disk *d, uint64_t *size, uint8_t hash[DISK_HASH_BYTES]);
+/*
+ * The identity as device records of version 1 hold it (a file larger than
+ * 256 MiB hashed by samples), computed on the first call. 0 or -errno.
+ */
+int disk_identity_v1(struct disk *d, uint8_t hash[DISK_HASH_BYTES]) RW_MUST_CHECK;
 
 /* ---- I/O (the device) ---- */
 

@@ -430,7 +430,7 @@ static int blk_parse(const struct virtio_blk *b, struct rec_reader *r, uint32_t 
 	int ret;
 
 	memset(st, 0, sizeof(*st));
-	if (version != 1)
+	if (version != 1 && version != 2)
 		return rec_fail(r, RW_EVERSION, "version");
 	rec_get_u64(r, &base);
 	if (rec_get_u32(r, &irq))
@@ -446,6 +446,9 @@ static int blk_parse(const struct virtio_blk *b, struct rec_reader *r, uint32_t 
 	if (rec_get_bytes(r, hash, sizeof(hash)))
 		return rec_error(r);
 	disk_identity(b->disk, &want_size, want_hash);
+	/* version 1 hashed a disk over 256 MiB by samples */
+	if (version == 1 && size == want_size && disk_identity_v1(b->disk, want_hash))
+		return rec_fail(r, -EIO, "disk identity (the disk file cannot be read)");
 	if (size != want_size)
 		return rec_fail(r, RW_ECORRUPT,
 				"disk size (this disk file's size differs from the checkpoint's)");

@@ -65,7 +65,8 @@ struct disk;
 struct virtio_blk;
 
 #define VIRTIO_BLK_TYPE_NAME "virtio-blk" /* on disk: dev/virtio-blk/<id> */
-#define VIRTIO_BLK_STATE_VERSION 1
+/* 2: the disk identity hashes all of a disk over 256 MiB (1: by samples) */
+#define VIRTIO_BLK_STATE_VERSION 2
 #define VIRTIO_ID_BLOCK 2
 
 #define VIRTIO_BLK_QUEUE_MAX 256u

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "disk.h"
 #include "disk_files.h"
+#include "disk_identity.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -167,7 +168,7 @@ Test(disk, size_is_rounded_down_and_empty_files_are_refused)
 	cr_assert_eq(disk_open(&cfg, "t", &d), -ENOENT);
 }
 
-Test(disk, identity_depends_on_size_and_sampled_content)
+Test(disk, identity_depends_on_size_and_content)
 {
 	const char *p1 = make_backing("disk-id1", 3 << 20, 7);
 	char p1c[4096];
@@ -195,6 +196,121 @@ Test(disk, identity_depends_on_size_and_sampled_content)
 	disk_close(d);
 	cr_assert_eq(s3, s1);
 	cr_assert_neq(memcmp(h1, h3, 16), 0);
+}
+
+/* The cache entry of an image: <cache>/rewind/disk-identity/<dev>-<ino>. */
+static void entry_path(char *out, size_t len, const char *cache, int fd)
+{
+	struct stat st;
+
+	cr_assert_eq(fstat(fd, &st), 0);
+	snprintf(out, len, "%s/rewind/disk-identity/%llx-%llx", cache, (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+}
+
+static void put_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+	fputs(text, f);
+	cr_assert_eq(fclose(f), 0);
+}
+
+/* A changed file's ctime must be older than the hash's start to be cached. */
+static void let_ctime_age(void)
+{
+	usleep(150 * 1000);
+}
+
+/*
+ * An image just over the cache threshold (sparse): its identity covers every
+ * byte, so a byte between the blocks the version 1 identity sampled changes
+ * it; the result is cached, the cache is what answers next time, a damaged
+ * entry is ignored and rewritten, and a change to the file is never
+ * answered from the cache.
+ */
+Test(disk, large_identity_covers_every_byte_and_is_cached, .timeout = 300)
+{
+	const char *dir = rw_test_tmpdir("disk-idcache");
+	const uint64_t size = DISK_IDENTITY_CACHE_MIN + (1 << 20);
+	/* between two of the 1024 blocks the sampled identity reads */
+	const uint64_t gap = (1 << 20) + 100 * ((size - (2 << 20)) / 1024) + (128 << 10);
+	char img[4096], cache[4096], entry[4200], text[256];
+	uint8_t h1[16], h2[16], h3[16], s1[16], s2[16];
+	int fd;
+
+	snprintf(cache, sizeof(cache), "%s/cache", dir);
+	cr_assert_eq(setenv("XDG_CACHE_HOME", cache, 1), 0);
+	snprintf(img, sizeof(img), "%s/big.img", dir);
+	fd = open(img, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, (off_t)size), 0);
+	cr_assert_eq(rw_pwrite_all(fd, "rewind", 6, 0), 0);
+	entry_path(entry, sizeof(entry), cache, fd);
+	let_ctime_age();
+
+	cr_assert_eq(disk_identity_compute(fd, img, size, h1), 0);
+	cr_assert_eq(access(entry, R_OK), 0, "no cache entry at %s", entry);
+	cr_assert_eq(disk_identity_sampled(fd, size, s1), 0);
+
+	/* the entry answers: one that names another hash is believed */
+	FILE *f = fopen(entry, "r");
+	cr_assert_not_null(f);
+	cr_assert_not_null(fgets(text, sizeof(text), f));
+	fclose(f);
+	size_t tl = strlen(text);
+	cr_assert_eq(text[tl - 1], '\n');
+	cr_assert_eq(strncmp(text, "rewind-disk-identity 1 ", 23), 0, "entry: %s", text);
+	text[tl - 2] = text[tl - 2] == '0' ? '1' : '0';
+	put_file(entry, text);
+	cr_assert_eq(disk_identity_compute(fd, img, size, h2), 0);
+	cr_assert_neq(memcmp(h1, h2, 16), 0, "the cache entry was not read");
+
+	/* a damaged entry is ignored, and rewritten */
+	put_file(entry, "rewind-disk-identity 1 garbage\n");
+	cr_assert_eq(disk_identity_compute(fd, img, size, h2), 0);
+	cr_assert_eq(memcmp(h1, h2, 16), 0);
+	cr_assert_eq(disk_identity_compute(fd, img, size, h2), 0);
+	cr_assert_eq(memcmp(h1, h2, 16), 0);
+	f = fopen(entry, "r");
+	cr_assert_not_null(f);
+	cr_assert_not_null(fgets(text, sizeof(text), f));
+	fclose(f);
+	cr_assert_eq(strncmp(text, "rewind-disk-identity 1 ", 23), 0, "not rewritten: %s", text);
+
+	/* one byte the samples skip: the full identity changes, not from the cache */
+	cr_assert_eq(rw_pwrite_all(fd, "X", 1, gap), 0);
+	let_ctime_age();
+	cr_assert_eq(disk_identity_sampled(fd, size, s2), 0);
+	cr_assert_eq(memcmp(s1, s2, 16), 0, "the byte at %llu is not between samples",
+		     (unsigned long long)gap);
+	cr_assert_eq(disk_identity_compute(fd, img, size, h3), 0);
+	cr_assert_neq(memcmp(h1, h3, 16), 0, "a changed byte kept the identity");
+	/* and the new identity is what the cache now holds */
+	cr_assert_eq(disk_identity_compute(fd, img, size, h2), 0);
+	cr_assert_eq(memcmp(h3, h2, 16), 0);
+	close(fd);
+}
+
+/* An image at the threshold or below is hashed on every open, never cached. */
+Test(disk, small_identity_is_not_cached)
+{
+	const char *dir = rw_test_tmpdir("disk-idsmall");
+	const char *p = make_backing("disk-idsmall-img", 1 << 20, 5);
+	char cache[4096], entry[4200];
+	uint8_t h[16];
+	int fd;
+
+	snprintf(cache, sizeof(cache), "%s/cache", dir);
+	cr_assert_eq(setenv("XDG_CACHE_HOME", cache, 1), 0);
+	fd = open(p, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	entry_path(entry, sizeof(entry), cache, fd);
+	let_ctime_age();
+	cr_assert_eq(disk_identity_compute(fd, p, 1 << 20, h), 0);
+	cr_assert_neq(access(entry, F_OK), 0, "a small image was cached");
+	close(fd);
 }
 
 /* ------------------------------------------------------------- overlay */

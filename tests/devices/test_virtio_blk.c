@@ -375,6 +375,7 @@ struct blk_rec {
 	bool ready;
 	uint64_t desc, drv, dev;
 	uint16_t last_avail, used;
+	uint32_t version;       /* of the record: 1 sampled a large disk's identity */
 	uint64_t size;
 	uint8_t hash[16];
 	uint64_t nranges;
@@ -386,7 +387,8 @@ static void rec_decode(const uint8_t *data, size_t len, struct blk_rec *f)
 	struct rec_reader r;
 
 	memset(f, 0, sizeof(*f));
-	cr_assert_eq(rec_open(&r, data, len, VIRTIO_BLK_TYPE_NAME, 1, 1), 0);
+	cr_assert_eq(rec_open(&r, data, len, VIRTIO_BLK_TYPE_NAME, 1, VIRTIO_BLK_STATE_VERSION), 0);
+	f->version = r.version;
 	rec_get_u64(&r, &f->base);
 	rec_get_u32(&r, &f->irq);
 	rec_get_u32(&r, &f->device_id);
@@ -425,7 +427,7 @@ static size_t rec_encode(const struct blk_rec *f, uint8_t **out)
 	struct rec_writer w;
 	size_t len;
 
-	rec_writer_init(&w, VIRTIO_BLK_TYPE_NAME, 1);
+	rec_writer_init(&w, VIRTIO_BLK_TYPE_NAME, f->version);
 	rec_put_u64(&w, f->base);
 	rec_put_u32(&w, f->irq);
 	rec_put_u32(&w, f->device_id);
@@ -1457,11 +1459,36 @@ Test(virtio_blk_state, corrupt_records_are_refused_naming_the_field)
 	trunc = malloc(glen);
 	memcpy(trunc, good, glen);
 	trunc[glen - 1] ^= 0xff;
-	cr_assert_eq(rec_open(&r, trunc, glen, VIRTIO_BLK_TYPE_NAME, 1, 1), RW_ECHECKSUM);
-	cr_assert_eq(rec_open(&r, good, glen - 3, VIRTIO_BLK_TYPE_NAME, 1, 1), RW_ECORRUPT);
-	cr_assert_eq(dev->type->ops->validate(dev, &r, 2), RW_ECORRUPT);
-	cr_assert_eq(rec_open(&r, good, glen, VIRTIO_BLK_TYPE_NAME, 1, 1), 0);
-	cr_assert_eq(dev->type->ops->validate(dev, &r, 2), RW_EVERSION);
+	const uint32_t v = VIRTIO_BLK_STATE_VERSION;
+	cr_assert_eq(rec_open(&r, trunc, glen, VIRTIO_BLK_TYPE_NAME, 1, v), RW_ECHECKSUM);
+	cr_assert_eq(rec_open(&r, good, glen - 3, VIRTIO_BLK_TYPE_NAME, 1, v), RW_ECORRUPT);
+	cr_assert_eq(dev->type->ops->validate(dev, &r, v), RW_ECORRUPT);
+	cr_assert_eq(rec_open(&r, good, glen, VIRTIO_BLK_TYPE_NAME, 1, v), 0);
+	cr_assert_eq(dev->type->ops->validate(dev, &r, v + 1), RW_EVERSION);
+
+	/*
+	 * A version 1 record (taken when a large disk's identity was sampled)
+	 * still loads: for this small disk the two identities are the same
+	 * hash, and a different one is still refused.
+	 */
+	struct blk_rec old;
+	uint8_t *v1;
+	size_t v1len;
+	const char *field = NULL;
+
+	rec_decode(good, glen, &old);
+	cr_assert_eq(old.version, v);
+	old.version = 1;
+	v1len = rec_encode(&old, &v1);
+	cr_assert_eq(load(dev, v1, v1len, &field), 0, "a version 1 record was refused (%s)",
+		     field ? field : "?");
+	free(v1);
+	old.hash[0] ^= 1;
+	v1len = rec_encode(&old, &v1);
+	cr_assert_eq(load(dev, v1, v1len, &field), RW_ECORRUPT);
+	cr_assert_not_null(field);
+	cr_assert_not_null(strstr(field, "disk identity"), "field '%s'", field);
+	free(v1);
 	free(trunc);
 	free(good);
 	vm_destroy(vm);
