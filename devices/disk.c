@@ -25,7 +25,6 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "device.h"
 #include "disk_identity.h"
@@ -259,7 +258,6 @@ static int backing_size(int fd, const char *path, uint64_t *size)
 	rw_error("disk '%s' is neither a regular file nor a block device", path);
 	return -EINVAL;
 }
-
 
 static int open_overlay(const char *name)
 {

@@ -134,7 +134,7 @@ static inline void unlock(uint32_t *l)
  * an interrupt from arriving between sti and hlt; a hypervisor that loses
  * the shadow across an exit (nested SVM under an emulator does) delivers it
  * there, and the hlt after it then waits for an interrupt that may never
- * come. rw_k_trap() returns from an interrupt taken at wait_hlt past the
+ * come. rw_k_trap() returns from an interrupt taken at rw_k_wait_hlt past the
  * hlt, so the wait ends either way.
  */
 void rw_k_wait_irq(void);
